@@ -1,0 +1,25 @@
+"""Shared start of every script adapter.
+
+Snakemake puts this directory on ``sys.path`` before it runs a ``script:``, so the
+adapters can ``from _bootstrap import init``. :func:`init` makes the ``xmhash`` package
+importable from ``<repo>/src`` (so jobs work with or without ``pip install``, with
+``--use-conda`` and on a cluster with a shared file system) and sends stderr (tracebacks,
+progress bars) and logging to the rule's log file.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def init(snakemake):
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
+    if snakemake.log:
+        sys.stderr = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    from xmhash.log import setup_logging
+
+    setup_logging(None)

@@ -1,0 +1,9 @@
+"""aggregate: every run's metrics.json -> results/summary/{metrics,curves}.tsv."""
+
+from _bootstrap import init
+
+init(snakemake)  # noqa: F821
+
+from xmhash.report.aggregate import aggregate  # noqa: E402
+
+aggregate(snakemake.input, snakemake.output.metrics, snakemake.output.curves)  # noqa: F821

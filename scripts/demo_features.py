@@ -1,0 +1,12 @@
+"""demo_features: generate the synthetic demo dataset as a feature file."""
+
+from _bootstrap import init
+
+init(snakemake)  # noqa: F821
+
+from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
+from xmhash.features.store import write_features  # noqa: E402
+
+feats = generate_demo(DemoSpec(**snakemake.params.spec))  # noqa: F821
+feats.attrs["dataset"] = snakemake.wildcards.dataset  # noqa: F821
+write_features(snakemake.output[0], feats)  # noqa: F821

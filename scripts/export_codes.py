@@ -1,0 +1,19 @@
+"""export_codes: encode the query and database items with a trained model."""
+
+from _bootstrap import init
+
+init(snakemake)  # noqa: F821
+
+from xmhash.export import export_run  # noqa: E402
+
+sm = snakemake  # noqa: F821
+export_run(
+    model=sm.input.model,
+    features=sm.input.features,
+    split=sm.input.split,
+    codes_out=sm.output.codes,
+    mat_out=sm.output.mat or None,
+    device=sm.params.device,
+    threads=sm.threads,
+    attrs={"dataset": sm.wildcards.dataset},
+)

@@ -1,0 +1,22 @@
+"""train: train one method x bits x seed on cached features."""
+
+from _bootstrap import init
+
+init(snakemake)  # noqa: F821
+
+from xmhash.train import TrainSettings, run_training  # noqa: E402
+
+sm = snakemake  # noqa: F821
+run_training(
+    features=sm.input.features,
+    split=sm.input.split,
+    method=sm.wildcards.method,
+    params=sm.params.hp,
+    bits=int(sm.wildcards.bits),
+    seed=int(sm.wildcards.seed),
+    settings=TrainSettings(**sm.params.settings),
+    model_out=sm.output.model,
+    summary_out=sm.output.summary,
+    history_out=sm.output.history,
+    threads=sm.threads,
+)

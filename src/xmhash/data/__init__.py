@@ -1,0 +1,1 @@
+"""Datasets: the built-in demo, downloads and preparation, and splits."""

@@ -1,0 +1,183 @@
+"""The built-in demo: a synthetic multi-label image-text dataset that needs no download.
+
+A shared latent semantic model generates both modalities:
+
+* every label l has a latent direction u_l; an item with labels L gets the semantic
+  latent z = normalize(sum_{l in L} u_l) + s * e, where e is an item-specific "content"
+  vector shared by its image and its text (so pairs are instance-level, not only
+  label-level, as in real data);
+* the image feature is a fixed random two-layer map of z plus image noise, L2-normalised;
+* the text is a tag list: for each label, some of its words (a tag can be missing), plus
+  random noise tags; its feature is a fixed random map of the mean word latent plus a
+  share of z, plus text noise, L2-normalised;
+* word-level embeddings (one per tag) and region-level embeddings (one "object" per
+  label, plus the whole image last) are generated the same way, so VTM-UCH's word-vision
+  matching has something real to match.
+
+Label frequencies are skewed (Zipf-like), items carry 1-5 labels, and both modalities
+are noisy, so retrieval is meaningful but far from trivial. The output is a feature file
+in exactly the layout the feature stage writes for real data (:mod:`xmhash.features.store`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from xmhash.features.store import Features, Ragged
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    n_items: int = 4000
+    n_labels: int = 24
+    min_labels: int = 1
+    max_labels: int = 5
+    latent_dim: int = 48
+    image_dim: int = 512
+    text_dim: int = 512
+    content_scale: float = 0.4  # item-specific content shared by image and text (vs labels 1)
+    modality_gap: float = 0.7  # weight of each modality's own tower vs the shared one
+    image_noise: float = 0.6  # isotropic noise, relative to the unit-norm signal
+    text_noise: float = 0.8
+    words_per_label: int = 4
+    noise_words: int = 60
+    tag_dropout: float = 0.3  # chance that a label leaves no tag in the text
+    noise_tags: float = 1.5  # mean number of random tags per text
+    seed: int = 0  # the dataset is fixed by this seed; run seeds only change splits
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class _Tower:
+    """A fixed random map latent -> unit-norm embedding (a stand-in for an encoder tower):
+    a linear part plus a tanh layer, so the map is smooth but not linear."""
+
+    def __init__(self, rng: np.random.Generator, d_in: int, d_out: int, hidden: int = 256):
+        self.w1 = 2.0 * rng.standard_normal((d_in, hidden))
+        self.w2 = rng.standard_normal((hidden, d_out)) / np.sqrt(hidden)
+        self.lin = rng.standard_normal((d_in, d_out))
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return _normalize(_normalize(np.tanh(z @ self.w1) @ self.w2) + _normalize(z @ self.lin))
+
+
+def generate_demo(spec: DemoSpec) -> Features:
+    """Generate the demo dataset deterministically from ``spec`` (including its seed)."""
+    if not 1 <= spec.min_labels <= spec.max_labels <= spec.n_labels:
+        raise ValueError("need 1 <= min_labels <= max_labels <= n_labels")
+    rng = np.random.default_rng(spec.seed)
+    n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
+
+    # labels: Zipf-like prevalence, 1..max labels per item
+    prevalence = 1.0 / np.arange(1, c + 1) ** 0.8
+    prevalence /= prevalence.sum()
+    labels = np.zeros((n, c), np.uint8)
+    counts = rng.integers(spec.min_labels, spec.max_labels + 1, size=n)
+    for i, k in enumerate(counts):
+        labels[i, rng.choice(c, size=k, replace=False, p=prevalence)] = 1
+
+    label_latent = _normalize(rng.standard_normal((c, d)))
+    content = rng.standard_normal((n, d)) / np.sqrt(d)  # norm ~ 1
+    z = _normalize(labels @ label_latent) + spec.content_scale * content
+
+    # CLIP-like: a tower shared by both modalities (a joint space) plus each modality's own
+    # tower (the "modality gap"); dims may differ, then only the own towers apply.
+    shared = _Tower(rng, d, spec.image_dim) if spec.image_dim == spec.text_dim else None
+    img_own, txt_own = _Tower(rng, d, spec.image_dim), _Tower(rng, d, spec.text_dim)
+
+    def img_tower(x: np.ndarray) -> np.ndarray:
+        own = spec.modality_gap * img_own(x)
+        return _normalize(own + shared(x) if shared is not None else own)
+
+    def txt_tower(x: np.ndarray) -> np.ndarray:
+        own = spec.modality_gap * txt_own(x)
+        return _normalize(own + shared(x) if shared is not None else own)
+
+    def noise(dim: int, scale: float) -> np.ndarray:
+        return scale * _normalize(rng.standard_normal((n, dim)))
+
+    # vocabulary: words_per_label words per label (near the label latent) + noise words
+    label_words = [f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
+                   for lab in range(c)]
+    vocab, vocab_latent, vocab_label = [], [], []
+    for lab in range(c):
+        for w in range(spec.words_per_label):
+            vocab.append(f"{label_words[lab]}_{w}" if w else label_words[lab])
+            vocab_latent.append(label_latent[lab] + 0.35 * rng.standard_normal(d) / np.sqrt(d))
+            vocab_label.append(lab)
+    for w in range(spec.noise_words):
+        vocab.append(f"tag{w}")
+        vocab_latent.append(_normalize(rng.standard_normal(d)))
+        vocab_label.append(-1)
+    vocab_latent = np.asarray(vocab_latent)
+    vocab_label = np.asarray(vocab_label)
+    noise_ids = np.flatnonzero(vocab_label < 0)
+    word_emb = _normalize(txt_tower(vocab_latent))
+
+    texts, word_rows, word_offsets = [], [], [0]
+    text_latent = np.zeros((n, d))
+    for i in range(n):
+        tags: list[int] = []
+        for lab in np.flatnonzero(labels[i]):
+            if rng.random() < spec.tag_dropout:
+                continue
+            own = np.flatnonzero(vocab_label == lab)
+            tags.extend(rng.choice(own, size=rng.integers(1, 3), replace=False).tolist())
+        tags.extend(rng.choice(noise_ids, size=min(rng.poisson(spec.noise_tags),
+                                                    len(noise_ids)), replace=False).tolist())
+        if not tags:  # every text has at least one tag, as in the MIRFlickr protocol
+            tags.append(int(rng.choice(noise_ids)))
+        tags = list(dict.fromkeys(tags))
+        texts.append(", ".join(vocab[t] for t in tags))
+        word_rows.extend(tags)
+        word_offsets.append(len(word_rows))
+        text_latent[i] = vocab_latent[tags].mean(axis=0)
+
+    image = _normalize(img_tower(z) + noise(spec.image_dim, spec.image_noise))
+    text_z = 0.6 * _normalize(text_latent) + 0.4 * z
+    text = _normalize(txt_tower(text_z) + noise(spec.text_dim, spec.text_noise))
+
+    # regions: one object per present label (object latent near the label) + the whole image
+    region_lat, whole, boxes = [], [], []
+    for i in range(n):
+        for lab in np.flatnonzero(labels[i]):
+            region_lat.append(label_latent[lab] + 0.5 * content[i]
+                              + 0.3 * rng.standard_normal(d) / np.sqrt(d))
+            whole.append(False)
+            x0, y0 = rng.integers(0, 160, size=2)
+            boxes.append([x0, y0, x0 + rng.integers(32, 96), y0 + rng.integers(32, 96)])
+        region_lat.append(np.zeros(d))  # the whole image comes last, as in VTM-UCH
+        whole.append(True)
+        boxes.append([0, 0, 224, 224])
+    region_emb = _normalize(img_tower(np.asarray(region_lat)))
+    region_emb[np.asarray(whole)] = image
+    region_offsets = np.concatenate([[0], np.cumsum(labels.sum(axis=1) + 1)])
+
+    return Features(
+        ids=np.array([f"demo{i:06d}" for i in range(n)]),
+        labels=labels,
+        label_names=label_words,
+        image=image.astype(np.float32),
+        text=text.astype(np.float32),
+        texts=np.array(texts),
+        words=Ragged(embeddings=word_emb[word_rows].astype(np.float32),
+                     offsets=np.asarray(word_offsets, np.int64),
+                     names=np.array([vocab[t] for t in word_rows])),
+        regions=Ragged(embeddings=region_emb.astype(np.float32),
+                       offsets=region_offsets.astype(np.int64),
+                       boxes=np.asarray(boxes, np.float32)),
+        attrs={"dataset": "demo", "encoder": "synthetic", "encoder_id": "xmhash-demo-generator",
+               "encoder_revision": "", "preprocessing": {"demo_spec": asdict(spec)},
+               "source": "synthetic"},
+    )
+
+
+_LABEL_NAMES = [
+    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
+    "lake", "male", "night", "people", "plant", "portrait", "river", "sea", "sky", "structures",
+    "sunset", "transport", "tree", "water",
+]

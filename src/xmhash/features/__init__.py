@@ -1,0 +1,1 @@
+"""Feature caching: encoders and the HDF5 feature store."""

@@ -1,0 +1,268 @@
+"""The feature file: the only module that knows its HDF5 layout.
+
+One file per dataset x encoder, ``results/{dataset}/features/{encoder}.h5``. Readable
+with plain h5py::
+
+    /ids                  (N,)      utf-8 str   item ids, in dataset order
+    /labels               (N, C)    uint8       multi-hot labels
+    /label_names          (C,)      utf-8 str
+    /image                (N, Di)   float32     global image embeddings
+    /text                 (N, Dt)   float32     global text embeddings
+    /texts                (N,)      utf-8 str   the text that was embedded (optional)
+    /words/embeddings     (W, Dt)   float32     one embedding per word/tag (optional)
+    /words/offsets        (N+1,)    int64       item i owns rows offsets[i]:offsets[i+1]
+    /words/tokens         (W,)      utf-8 str
+    /regions/embeddings   (R, Di)   float32     one embedding per image region (optional)
+    /regions/offsets      (N+1,)    int64
+    /regions/boxes        (R, 4)    float32     x0, y0, x1, y1 in pixels; the whole image last
+    /skipped              (S,)      utf-8 str   ids of items left out (unreadable images)
+
+Root attributes: ``schema_version``, ``xmhash_version``, ``dataset``, ``encoder`` (the
+short key), ``encoder_id``, ``encoder_revision``, ``preprocessing`` (JSON), ``image_dim``,
+``text_dim``, plus whatever the producer adds (all JSON-serialisable scalars or strings).
+
+Datasets are chunked and gzip-compressed. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from xmhash import __version__
+from xmhash.io import atomic_path
+
+SCHEMA_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+
+
+class FeatureFileError(ValueError):
+    """A feature file is missing a part or has the wrong shape; the message names both."""
+
+
+@dataclass
+class Ragged:
+    """Variable-length rows per item (words of a text, regions of an image)."""
+
+    embeddings: np.ndarray  # (total, D) float32
+    offsets: np.ndarray  # (N+1,) int64
+    names: np.ndarray | None = None  # (total,) tokens (words) or None
+    boxes: np.ndarray | None = None  # (total, 4) boxes (regions) or None
+
+    def rows(self, i: int) -> np.ndarray:
+        return self.embeddings[self.offsets[i] : self.offsets[i + 1]]
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def subset(self, items: np.ndarray) -> Ragged:
+        """The rows of ``items`` only, in that order, with new offsets."""
+        items = np.asarray(items, np.int64)
+        starts, ends = self.offsets[items], self.offsets[items + 1]
+        take = (np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+                if len(items) else np.zeros(0, np.int64)).astype(np.int64)
+        return Ragged(embeddings=self.embeddings[take],
+                      offsets=np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64),
+                      names=self.names[take] if self.names is not None else None,
+                      boxes=self.boxes[take] if self.boxes is not None else None)
+
+
+@dataclass
+class Features:
+    ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N, C) uint8
+    image: np.ndarray  # (N, Di) float32
+    text: np.ndarray  # (N, Dt) float32
+    label_names: list[str] = field(default_factory=list)
+    texts: np.ndarray | None = None
+    words: Ragged | None = None
+    regions: Ragged | None = None
+    skipped: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def validate(self, source: str = "features") -> None:
+        n = len(self.ids)
+        _expect(self.labels.ndim == 2 and self.labels.shape[0] == n, source, "labels",
+                f"(N={n}, C)", self.labels.shape)
+        for key in ("image", "text"):
+            arr = getattr(self, key)
+            _expect(arr.ndim == 2 and arr.shape[0] == n, source, key, f"(N={n}, D)", arr.shape)
+            if not np.isfinite(arr).all():
+                bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+                raise FeatureFileError(f"{source}: /{key} has NaN/Inf embeddings for items "
+                                       f"{[str(self.ids[i]) for i in bad[:5]]}")
+        if self.label_names:
+            _expect(len(self.label_names) == self.labels.shape[1], source, "label_names",
+                    f"({self.labels.shape[1]},)", (len(self.label_names),))
+        if self.texts is not None:
+            _expect(len(self.texts) == n, source, "texts", f"({n},)", np.shape(self.texts))
+        for key in ("words", "regions"):
+            rag = getattr(self, key)
+            if rag is not None:
+                _expect(rag.offsets.shape == (n + 1,), source, f"{key}/offsets", f"({n + 1},)",
+                        rag.offsets.shape)
+                _expect(int(rag.offsets[-1]) == len(rag.embeddings), source, f"{key}/embeddings",
+                        f"({int(rag.offsets[-1])}, D)", rag.embeddings.shape)
+
+
+def _expect(ok: bool, source: str, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise FeatureFileError(f"{source}: /{key} has shape {tuple(got)}, expected {expected}")
+
+
+def _chunks(shape: Sequence[int], row_bytes: int) -> tuple[int, ...] | None:
+    if not shape or shape[0] == 0:
+        return None
+    rows = max(1, min(shape[0], (1 << 20) // max(row_bytes, 1)))  # ~1 MiB chunks
+    return (rows, *shape[1:])
+
+
+def _write_array(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    data = np.asarray(data)
+    if data.dtype.kind in "UO":
+        group.create_dataset(name, data=data.astype(object), dtype=_STR,
+                             chunks=_chunks(data.shape, 64), compression="gzip")
+        return
+    row_bytes = data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+    group.create_dataset(name, data=data, chunks=_chunks(data.shape, row_bytes),
+                         compression="gzip", compression_opts=4, shuffle=True)
+
+
+def base_attrs(**extra: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "xmhash_version": __version__, **extra}
+
+
+def write_features(path: str | os.PathLike, feats: Features) -> None:
+    """Write ``feats`` to ``path`` atomically (validating shapes and finiteness first)."""
+    feats.validate(str(path))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_array(f, "ids", feats.ids.astype(str))
+        _write_array(f, "labels", feats.labels.astype(np.uint8))
+        _write_array(f, "label_names", np.asarray(feats.label_names, dtype=str))
+        _write_array(f, "image", feats.image.astype(np.float32))
+        _write_array(f, "text", feats.text.astype(np.float32))
+        if feats.texts is not None:
+            _write_array(f, "texts", np.asarray(feats.texts, dtype=str))
+        for key in ("words", "regions"):
+            rag: Ragged | None = getattr(feats, key)
+            if rag is None:
+                continue
+            g = f.create_group(key)
+            _write_array(g, "embeddings", rag.embeddings.astype(np.float32))
+            _write_array(g, "offsets", rag.offsets.astype(np.int64))
+            if rag.names is not None:
+                _write_array(g, "tokens", np.asarray(rag.names, dtype=str))
+            if rag.boxes is not None:
+                _write_array(g, "boxes", rag.boxes.astype(np.float32))
+        _write_array(f, "skipped", np.asarray(feats.skipped, dtype=str))
+        attrs = base_attrs(image_dim=int(feats.image.shape[1]), text_dim=int(feats.text.shape[1]))
+        attrs.update(feats.attrs)
+        for k, v in attrs.items():
+            f.attrs[k] = json.dumps(v) if isinstance(v, dict | list) else v
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"feature file not found: {path}")
+    f = h5py.File(path, "r")
+    version = int(f.attrs.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        f.close()
+        raise FeatureFileError(f"{path}: schema_version {version}, this xmhash reads "
+                               f"{SCHEMA_VERSION}; rebuild the feature file")
+    return f
+
+
+def _need(f: h5py.File, key: str) -> h5py.Dataset:
+    if key not in f:
+        raise FeatureFileError(f"{f.filename}: missing /{key}")
+    return f[key]
+
+
+def _strings(ds: h5py.Dataset) -> np.ndarray:
+    return ds.asstr()[()] if len(ds) else np.array([], dtype=object)
+
+
+def _read_ragged(f: h5py.File, key: str) -> Ragged | None:
+    if key not in f:
+        return None
+    g = f[key]
+    return Ragged(
+        embeddings=g["embeddings"][()],
+        offsets=g["offsets"][()],
+        names=_strings(g["tokens"]) if "tokens" in g else None,
+        boxes=g["boxes"][()] if "boxes" in g else None,
+    )
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    with _open(path) as f:
+        return {k: _attr(v) for k, v in f.attrs.items()}
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v.item() if hasattr(v, "item") else v
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Only the (N, C) label matrix: what evaluation and splitting need."""
+    with _open(path) as f:
+        return _need(f, "labels")[()]
+
+
+def read_ids(path: str | os.PathLike) -> np.ndarray:
+    with _open(path) as f:
+        return _strings(_need(f, "ids"))
+
+
+def read_features(path: str | os.PathLike, *, parts: Sequence[str] = ("image", "text"),
+                  ) -> Features:
+    """Read ids, labels and the requested optional ``parts``.
+
+    ``parts`` may hold ``image``, ``text``, ``texts``, ``words``, ``regions``. Parts not
+    asked for are returned empty (shape (N, 0)) or None, so a caller cannot use them by
+    accident.
+    """
+    unknown = set(parts) - {"image", "text", "texts", "words", "regions"}
+    if unknown:
+        raise ValueError(f"unknown feature parts {sorted(unknown)}")
+    with _open(path) as f:
+        ids = _strings(_need(f, "ids"))
+        n = len(ids)
+        empty = np.zeros((n, 0), np.float32)
+        feats = Features(
+            ids=ids,
+            labels=_need(f, "labels")[()],
+            label_names=list(_strings(f["label_names"])) if "label_names" in f else [],
+            image=_need(f, "image")[()] if "image" in parts else empty,
+            text=_need(f, "text")[()] if "text" in parts else empty,
+            texts=_strings(_need(f, "texts")) if "texts" in parts else None,
+            words=_read_ragged(f, "words") if "words" in parts else None,
+            regions=_read_ragged(f, "regions") if "regions" in parts else None,
+            skipped=list(_strings(f["skipped"])) if "skipped" in f else [],
+            attrs={k: _attr(v) for k, v in f.attrs.items()},
+        )
+        for key in ("words", "regions"):
+            if key in parts and getattr(feats, key) is None:
+                raise FeatureFileError(f"{path}: missing /{key}; this method needs {key}-level "
+                                       f"embeddings (see the feature stage's settings)")
+    feats.validate(str(path))
+    return feats

@@ -1,0 +1,1 @@
+"""Similarity graphs and communities."""

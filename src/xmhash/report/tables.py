@@ -1,0 +1,130 @@
+"""Comparison tables as the papers lay them out: one row per method, columns per task x bits.
+
+Cells are mean ± std over seeds; the best mean of each column is bold. The last row is the
+chance floor (expected mAP@all of a random ranking; random codes for the other metrics)
+on the same split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from xmhash.io import atomic_path
+
+TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
+CHANCE = "chance"
+
+
+def comparison(df: pd.DataFrame, metric: str, methods: Sequence[str] | None = None
+               ) -> dict[tuple[str, str], pd.DataFrame]:
+    """{(dataset, variant): table} with rows = methods + chance, columns = (task, bits).
+
+    Each cell is a (mean, std, n_seeds) tuple.
+    """
+    out = {}
+    sel = df[df["metric"] == metric]
+    for (dataset, variant), part in sel.groupby(["dataset", "variant"], sort=False,
+                                                dropna=False):
+        runs = part[part["task"].isin(TASK_NAMES)]
+        stats = runs.groupby(["method", "task", "bits"])["value"].agg(["mean", "std", "count"])
+        order = [m for m in (methods or runs["method"].unique()) if m in
+                 stats.index.get_level_values(0)]
+        cols = [(t, b) for t in TASK_NAMES for b in sorted(runs["bits"].unique())]
+        table = pd.DataFrame(index=[*order, CHANCE], columns=pd.MultiIndex.from_tuples(cols),
+                             dtype=object)
+        for m in order:
+            for t, b in cols:
+                if (m, t, b) in stats.index:
+                    s = stats.loc[(m, t, b)]
+                    table.loc[m, (t, b)] = (s["mean"], s["std"], int(s["count"]))
+        floor = part[part["task"] == "chance"].groupby("bits")["value"].mean()
+        for t, b in cols:
+            if b in floor.index:
+                table.loc[CHANCE, (t, b)] = (floor[b], float("nan"), 0)
+        out[(str(dataset), str(variant or ""))] = table
+    return out
+
+
+def _cell(v, bold: bool, latex: bool) -> str:
+    if not isinstance(v, tuple):
+        return "–"
+    mean, std, n = v
+    text = f"{mean:.3f}" if n < 2 or std != std else (
+        f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
+    if bold:
+        text = f"**{text}**" if not latex else f"\\textbf{{{text}}}"
+    return text
+
+
+def _best(table: pd.DataFrame) -> dict:
+    best = {}
+    for col in table.columns:
+        vals = [(v[0], m) for m, v in table[col].items() if isinstance(v, tuple) and m != CHANCE]
+        if vals:
+            best[col] = max(vals)[1]
+    return best
+
+
+def to_markdown(table: pd.DataFrame, title: str) -> str:
+    best = _best(table)
+    head = "| Method | " + " | ".join(f"{TASK_NAMES[t]} {b}" for t, b in table.columns) + " |"
+    sep = "|---|" + "---|" * len(table.columns)
+    lines = [f"### {title}", "", head, sep]
+    for m, row in table.iterrows():
+        label = "chance (random codes)" if m == CHANCE else m
+        lines.append(f"| {label} | " + " | ".join(
+            _cell(row[c], best.get(c) == m, False) for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame, title: str) -> str:
+    best = _best(table)
+    bits = sorted({b for _, b in table.columns})
+    tasks = [t for t in TASK_NAMES if any(c[0] == t for c in table.columns)]
+    spec = "l" + "|".join("c" * len(bits) for _ in tasks)
+    lines = [f"% {title}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             "Method & " + " & ".join(f"\\multicolumn{{{len(bits)}}}{{c}}{{{TASK_NAMES[t]}}}"
+                                      for t in tasks) + " \\\\",
+             " & " + " & ".join(str(b) for _ in tasks for b in bits) + " \\\\", "\\midrule"]
+    for m, row in table.iterrows():
+        label = "Chance" if m == CHANCE else str(m).replace("_", "\\_")
+        lines.append(label + " & " + " & ".join(
+            _cell(row[c], best.get(c) == m, True) for c in table.columns) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: pd.DataFrame, title: str) -> str:
+    best = _best(table)
+    head = "".join(f"<th>{TASK_NAMES[t]} {b}</th>" for t, b in table.columns)
+    rows = []
+    for m, row in table.iterrows():
+        label = "chance (random codes)" if m == CHANCE else m
+        cells = "".join(
+            f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False)}"
+            f"{'</b>' if best.get(c) == m else ''}</td>" for c in table.columns)
+        rows.append(f"<tr><td>{label}</td>{cells}</tr>")
+    return (f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
+            f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n")
+
+
+def write_tables(metrics_tsv: str, metrics: Sequence[str], markdown_out: str, latex_out: str,
+                 html_out: str, methods: Sequence[str] | None = None) -> None:
+    df = pd.read_csv(metrics_tsv, sep="\t", keep_default_na=False,
+                     dtype={"variant": str, "dataset": str})
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    md, tex, html = ["# Results\n"], [], ["<html><body><h2>Results</h2>"]
+    for metric in metrics:
+        for (dataset, variant), table in comparison(df, metric, methods).items():
+            title = f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
+            md.append(to_markdown(table, title))
+            tex.append(to_latex(table, title))
+            html.append(to_html(table, title))
+    html.append("</body></html>")
+    for text, out in (("\n".join(md), markdown_out), ("\n".join(tex), latex_out),
+                      ("\n".join(html), html_out)):
+        with atomic_path(out) as tmp:
+            tmp.write_text(text)
+

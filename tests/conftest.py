@@ -1,0 +1,36 @@
+"""Shared fixtures: small synthetic data, built fast, never downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("XMHASH_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def small_demo():
+    """A small demo dataset (600 items, 64-d features) as a Features object."""
+    from xmhash.data.demo import DemoSpec, generate_demo
+
+    return generate_demo(DemoSpec(n_items=600, n_labels=8, latent_dim=16, image_dim=64,
+                                  text_dim=64, words_per_label=2, noise_words=10))
+
+
+@pytest.fixture(scope="session")
+def small_demo_file(small_demo, tmp_path_factory) -> Path:
+    from xmhash.features.store import write_features
+
+    path = tmp_path_factory.mktemp("demo") / "synthetic.h5"
+    write_features(path, small_demo)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

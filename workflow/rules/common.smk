@@ -1,0 +1,166 @@
+# Helpers shared by the .smk files: config checks, path and parameter functions,
+# target lists, code fingerprints. Only functions and constants here.
+
+import ast
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+SRC = Path(workflow.basedir).joinpath("src")
+
+
+# ---------------------------------------------------------------- config checks
+
+
+def _check_keys(listed, defined, what):
+    missing = [k for k in listed if k not in defined]
+    if missing:
+        raise WorkflowError(
+            f"config.yaml: run.{what} lists {missing}, which have no block under "
+            f"`{what}:` (defined: {sorted(defined)})"
+        )
+
+
+_check_keys(config["run"]["datasets"], config["datasets"], "datasets")
+_check_keys(config["run"]["methods"], config.get("methods", {}), "methods")
+
+DATASETS = config["run"]["datasets"]
+METHODS = config["run"]["methods"]
+BITS = config["run"]["bits"]
+SEEDS = config["run"]["seeds"]
+
+
+def alternatives(names):
+    """A regex matching exactly one of ``names`` (or nothing)."""
+    return "|".join(sorted(names, key=len, reverse=True)) or "(?!x)x"
+
+
+# ---------------------------------------------------------------- paths
+
+
+def dataset_cfg(dataset):
+    return config["datasets"][dataset]
+
+
+def datasets_with_source(source):
+    return [d for d, c in config["datasets"].items() if c["source"] == source]
+
+
+def encoder_key(dataset):
+    """The short encoder key in the feature file's path."""
+    cfg = dataset_cfg(dataset)
+    return "synthetic" if cfg["source"] == "demo" else cfg["encoder"]
+
+
+def features_path(wildcards):
+    return f"results/{wildcards.dataset}/features/{encoder_key(wildcards.dataset)}.h5"
+
+
+RUN = "results/{dataset}/{method}/{bits}bits/seed{seed}"
+LOG = "logs/{dataset}/{method}/{bits}bits/seed{seed}"
+BENCH = "results/benchmarks/{dataset}/{method}/{bits}bits/seed{seed}"
+
+
+def run_paths(filename, datasets=None):
+    return expand(
+        f"{RUN}/{filename}",
+        dataset=datasets or DATASETS,
+        method=METHODS,
+        bits=BITS,
+        seed=SEEDS,
+    )
+
+
+def final_targets():
+    return [
+        "results/summary/metrics.tsv",
+        "results/summary/tables.md",
+        *expand(
+            "results/summary/plots/{dataset}/{plot}.png",
+            dataset=DATASETS,
+            plot=["map_vs_bits", "pr", "pn"],
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- params
+
+
+def demo_spec(wildcards):
+    return dataset_cfg(wildcards.dataset).get("demo", {})
+
+
+def split_spec(wildcards):
+    return dataset_cfg(wildcards.dataset)["split"]
+
+
+def method_params(wildcards):
+    return config["methods"].get(wildcards.method) or {}
+
+
+def train_settings(wildcards):
+    return {"device": config["device"], **config["training"]}
+
+
+# ---------------------------------------------------------------- code fingerprints
+# Snakemake reruns a job when its own script changes, not when a package module it
+# imports changes. code_fingerprint() hashes the source of the given xmhash modules and
+# of every xmhash module they import (transitively); rules put it in their params, so a
+# change to, say, methods/djsrh.py reruns exactly the djsrh jobs. Imports made by a
+# package's __init__.py (the method registry) are not followed: a registry line does not
+# make every method depend on every other.
+
+
+def _module_file(name):
+    base = SRC.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _imported(name, path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] == "xmhash"}
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(*modules):
+    seen, todo = {}, list(modules)
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if path is None or name in seen:
+            continue
+        seen[name] = path
+        if path.name != "__init__.py":
+            todo.extend(_imported(name, path))
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(name.encode())
+        digest.update(seen[name].read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def train_code(wildcards):
+    return code_fingerprint("xmhash.train", f"xmhash.methods.{wildcards.method}")
+
+
+def export_code(wildcards):
+    return code_fingerprint("xmhash.export", f"xmhash.methods.{wildcards.method}")

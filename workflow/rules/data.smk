@@ -1,0 +1,41 @@
+# The built-in demo dataset and the per-seed split files.
+
+
+rule demo_features:
+    output:
+        "results/{dataset}/features/synthetic.h5",
+    params:
+        spec=demo_spec,
+        code=code_fingerprint("xmhash.data.demo", "xmhash.features.store"),
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("demo")),
+    log:
+        "logs/{dataset}/features/synthetic.log",
+    benchmark:
+        "results/benchmarks/{dataset}/features/synthetic.tsv"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/demo_features.py"
+
+
+rule split:
+    input:
+        features=features_path,
+    output:
+        "results/{dataset}/splits/seed{seed}.npz",
+    params:
+        split=split_spec,
+        code=code_fingerprint("xmhash.data.splits"),
+    log:
+        "logs/{dataset}/splits/seed{seed}.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../../scripts/split.py"

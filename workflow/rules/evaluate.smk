@@ -1,0 +1,110 @@
+# Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots.
+
+
+rule evaluate:
+    input:
+        codes=f"{RUN}/codes.h5",
+        features=features_path,
+        summary=f"{RUN}/train.json",
+    output:
+        f"{RUN}/metrics.json",
+    params:
+        evaluation=config["evaluation"],
+        code=code_fingerprint("xmhash.evaluate"),
+    log:
+        f"{LOG}/evaluate.log",
+    benchmark:
+        f"{BENCH}/evaluate.tsv"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        run_paths("metrics.json"),
+    output:
+        metrics=report(
+            "results/summary/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Tables",
+        ),
+        curves="results/summary/curves.tsv",
+    params:
+        code=code_fingerprint("xmhash.report.aggregate"),
+    log:
+        "logs/summary/aggregate.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/aggregate.py"
+
+
+rule tables:
+    input:
+        "results/summary/metrics.tsv",
+    output:
+        markdown=report(
+            "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
+        ),
+        latex="results/summary/tables.tex",
+        html=report(
+            "results/summary/tables.html", caption="../report/tables.rst", category="Tables"
+        ),
+    params:
+        metrics=config["report"]["table_metrics"],
+        methods=METHODS,
+        code=code_fingerprint("xmhash.report.tables"),
+    log:
+        "logs/summary/tables.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/tables.py"
+
+
+rule plots:
+    input:
+        metrics="results/summary/metrics.tsv",
+        curves="results/summary/curves.tsv",
+    output:
+        map_vs_bits=report(
+            "results/summary/plots/{dataset}/map_vs_bits.png",
+            caption="../report/map_vs_bits.rst",
+            category="Plots",
+            subcategory="{dataset}",
+        ),
+        pr=report(
+            "results/summary/plots/{dataset}/pr.png",
+            caption="../report/pr.rst",
+            category="Plots",
+            subcategory="{dataset}",
+        ),
+        pn=report(
+            "results/summary/plots/{dataset}/pn.png",
+            caption="../report/pn.rst",
+            category="Plots",
+            subcategory="{dataset}",
+        ),
+    params:
+        methods=METHODS,
+        code=code_fingerprint("xmhash.report.plots"),
+    log:
+        "logs/summary/plots/{dataset}.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/plots.py"

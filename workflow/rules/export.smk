@@ -1,0 +1,24 @@
+# Code export: the trained hash functions applied to the query and database items.
+
+
+rule export_codes:
+    input:
+        model=f"{RUN}/model.pt",
+        features=features_path,
+        split="results/{dataset}/splits/seed{seed}.npz",
+    output:
+        codes=f"{RUN}/codes.h5",
+        mat=f"{RUN}/codes.mat" if config["evaluation"]["export_mat"] else [],
+    params:
+        device=config["device"],
+        code=export_code,
+    threads: 1
+    log:
+        f"{LOG}/export.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/export_codes.py"
