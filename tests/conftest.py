@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("XMHASH_PROGRESS", "0")
-
 REPO = Path(__file__).resolve().parents[1]
+# test the checkout the tests live in, whatever copy of xmhash is pip-installed
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("XMHASH_PROGRESS", "0")
 
 
 @pytest.fixture(scope="session")
