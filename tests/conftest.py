@@ -36,3 +36,12 @@ def small_demo_file(small_demo, tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (real metadata for tests); XMHASH_SHARED overrides."""
+    path = Path(os.environ.get("XMHASH_SHARED", REPO.parent / "shared"))
+    if not (path / "data").is_dir():
+        raise FileNotFoundError(f"shared data not found at {path}; set XMHASH_SHARED")
+    return path
