@@ -98,10 +98,25 @@ def load_split(path: str | os.PathLike) -> Split:
 
 
 def split_features(features: str | os.PathLike, out: str | os.PathLike, *, seed: int,
-                   query: int, train: int | str, val: int) -> Split:
-    """The split stage: a split of the rows of a feature file, saved to ``out``."""
-    from xmhash.features.store import read_ids
+                   query: int, train: int | str, val: int, official: bool = False) -> Split:
+    """The split stage: a split of the rows of a feature file, saved to ``out``.
 
-    split = make_split(len(read_ids(features)), query=query, train=train, val=val, seed=seed)
+    With ``official``, the query set is the dataset's official query/test set (the
+    feature file's ``official_split == "query"`` rows) and the database all other rows;
+    ``query`` is then only checked against the official size.
+    """
+    from xmhash.features.store import read_ids, read_official_split
+
+    n = len(read_ids(features))
+    oq = od = None
+    if official:
+        where = read_official_split(features)
+        oq = np.flatnonzero(where == "query")
+        od = np.flatnonzero(where != "query")
+        if len(oq) == 0:
+            raise SplitError(f"{features}: split.official is set but the dataset has no "
+                             f"official query set")
+    split = make_split(n, query=query, train=train, val=val, seed=seed, official_query=oq,
+                       official_database=od)
     save_split(out, split)
     return split

@@ -15,6 +15,8 @@ with plain h5py::
     /regions/embeddings   (R, Di)   float32     one embedding per image region (optional)
     /regions/offsets      (N+1,)    int64
     /regions/boxes        (R, 4)    float32     x0, y0, x1, y1 in pixels; the whole image last
+    /official_split       (N,)      utf-8 str   the dataset's official split per item:
+                                                query/database/train/val or "" (optional)
     /skipped              (S,)      utf-8 str   ids of items left out (unreadable images)
 
 Root attributes: ``schema_version``, ``xmhash_version``, ``dataset``, ``encoder`` (the
@@ -84,6 +86,7 @@ class Features:
     texts: np.ndarray | None = None
     words: Ragged | None = None
     regions: Ragged | None = None
+    official_split: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -104,8 +107,10 @@ class Features:
         if self.label_names:
             _expect(len(self.label_names) == self.labels.shape[1], source, "label_names",
                     f"({self.labels.shape[1]},)", (len(self.label_names),))
-        if self.texts is not None:
-            _expect(len(self.texts) == n, source, "texts", f"({n},)", np.shape(self.texts))
+        for key in ("texts", "official_split"):
+            arr = getattr(self, key)
+            if arr is not None:
+                _expect(len(arr) == n, source, key, f"({n},)", np.shape(arr))
         for key in ("words", "regions"):
             rag = getattr(self, key)
             if rag is not None:
@@ -151,8 +156,9 @@ def write_features(path: str | os.PathLike, feats: Features) -> None:
         _write_array(f, "label_names", np.asarray(feats.label_names, dtype=str))
         _write_array(f, "image", feats.image.astype(np.float32))
         _write_array(f, "text", feats.text.astype(np.float32))
-        if feats.texts is not None:
-            _write_array(f, "texts", np.asarray(feats.texts, dtype=str))
+        for key in ("texts", "official_split"):
+            if getattr(feats, key) is not None:
+                _write_array(f, key, np.asarray(getattr(feats, key), dtype=str))
         for key in ("words", "regions"):
             rag: Ragged | None = getattr(feats, key)
             if rag is None:
@@ -233,6 +239,12 @@ def read_ids(path: str | os.PathLike) -> np.ndarray:
         return _strings(_need(f, "ids"))
 
 
+def read_official_split(path: str | os.PathLike) -> np.ndarray:
+    """The dataset's official split per item (query/database/train/val/"")."""
+    with _open(path) as f:
+        return _strings(_need(f, "official_split"))
+
+
 def read_features(path: str | os.PathLike, *, parts: Sequence[str] = ("image", "text"),
                   ) -> Features:
     """Read ids, labels and the requested optional ``parts``.
@@ -257,6 +269,7 @@ def read_features(path: str | os.PathLike, *, parts: Sequence[str] = ("image", "
             texts=_strings(_need(f, "texts")) if "texts" in parts else None,
             words=_read_ragged(f, "words") if "words" in parts else None,
             regions=_read_ragged(f, "regions") if "regions" in parts else None,
+            official_split=_strings(f["official_split"]) if "official_split" in f else None,
             skipped=list(_strings(f["skipped"])) if "skipped" in f else [],
             attrs={k: _attr(v) for k, v in f.attrs.items()},
         )
