@@ -278,8 +278,8 @@ class DeepMethod(HashMethod):
         terms = self.loss(batch, epoch)
         total = terms["loss"]
         if not torch.isfinite(total):
-            raise FloatingPointError(f"{self.name}: loss became {total.item()} at epoch {epoch}; "
-                                     f"terms: { {k: float(v) for k, v in terms.items()} }")
+            raise FloatingPointError(f"{self.name}: loss became {total.detach().item()} at epoch {epoch}; "
+                                     f"terms: { {k: float(v.detach()) for k, v in terms.items()} }")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.grad_clip:

@@ -1,0 +1,121 @@
+"""Registry, schema and config.yaml agree, and every registered method obeys the contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import REPO
+
+from xmhash.methods import METHODS, get_method
+from xmhash.methods.base import (
+    EXTRA_INPUTS,
+    ConfigError,
+    Items,
+    TrainData,
+    load_model,
+    save_model,
+)
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _schema_type(hint) -> str | None:
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        return "array"
+    if origin is typing.Literal:
+        return "string"
+    return JSON_TYPES.get(hint)
+
+
+def test_unknown_method_names_the_registry():
+    with pytest.raises(KeyError, match="registered methods"):
+        get_method("nope")
+
+
+def test_schema_enum_equals_registry():
+    enum = SCHEMA["properties"]["run"]["properties"]["methods"]["items"]["enum"]
+    assert sorted(enum) == sorted(METHODS)
+    assert sorted(SCHEMA["properties"]["methods"]["properties"]) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_schema_config_and_params_agree(name):
+    cls = METHODS[name]
+    hints = typing.get_type_hints(cls.Params)
+    fields = [f.name for f in dataclasses.fields(cls.Params)]
+    props = SCHEMA["properties"]["methods"]["properties"][name]
+    assert props.get("additionalProperties") is False
+    assert sorted(props["properties"]) == sorted(fields), f"schema methods.{name}"
+    for key, spec in props["properties"].items():
+        expected = _schema_type(hints[key])
+        if expected and "type" in spec:
+            types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+            assert expected in types or (expected == "number" and "integer" in types), (
+                f"schema methods.{name}.{key}: {spec['type']} vs {hints[key]}")
+    assert name in CONFIG["methods"], f"config.yaml has no methods.{name} block"
+    assert sorted(CONFIG["methods"][name]) == sorted(fields), f"config.yaml methods.{name}"
+    cls.Params.from_config(CONFIG["methods"][name], f"methods.{name}")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_module_is_named_after_the_method(name):
+    cls = METHODS[name]
+    # code fingerprints (common.smk) find a method's source file by its name, without
+    # importing the package
+    assert cls.__module__ == f"xmhash.methods.{name}", cls.__module__
+    assert cls.citation, f"{name}: citation is empty"
+    assert cls.needs <= EXTRA_INPUTS, f"{name}: unknown needs {cls.needs - EXTRA_INPUTS}"
+    doc = (importlib.import_module(cls.__module__).__doc__ or "").lower()
+    assert "deviation" in doc, f"{cls.__module__}: the docstring must list deviations"
+
+
+def test_params_reject_unknown_keys_and_bad_types():
+    cls = get_method("cca_itq")
+    with pytest.raises(ConfigError, match=r"methods.cca_itq: unknown key\(s\) \['regg'\]"):
+        cls.Params.from_config({"regg": 1.0}, "methods.cca_itq")
+    with pytest.raises(ConfigError, match=r"methods.cca_itq.itq_iters: expected an integer"):
+        cls.Params.from_config({"itq_iters": "many"}, "methods.cca_itq")
+    assert cls.Params.from_config({"reg": 1}, "m").reg == 1.0  # ints are valid numbers
+
+
+SMOKE_NEEDS = frozenset({"texts", "words", "regions"})
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
+    """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip."""
+    from xmhash.train import TrainSettings, fit
+
+    cls = METHODS[name]
+    if not cls.needs <= SMOKE_NEEDS:
+        pytest.skip(f"{name} needs {sorted(cls.needs - SMOKE_NEEDS)}; see its own tests")
+    params = cls.Params()
+    if hasattr(params, "epochs"):
+        params = dataclasses.replace(params, epochs=1, batch_size=64)
+    rows = np.arange(200)
+    f = small_demo
+    data = TrainData(image=torch.tensor(f.image[rows]), text=torch.tensor(f.text[rows]),
+                     rows=rows, labels=torch.tensor(f.labels[rows], dtype=torch.float32),
+                     texts=list(f.texts[rows]), words=f.words.subset(rows),
+                     regions=f.regions.subset(rows))
+    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
+    summary = fit(method, data, TrainSettings(device="cpu", checkpoint_every=0))
+    assert summary["selection"] in ("closed-form", "last")
+    items = Items(image=f.image[300:340], text=f.text[300:340], texts=list(f.texts[300:340]))
+    for modality in ("image", "text"):
+        codes = method.encode(items, modality)
+        assert codes.shape == (40, 16) and codes.dtype == np.int8
+        assert set(np.unique(codes)) <= {-1, 1}
+    save_model(tmp_path / "model.pt", method)
+    back = load_model(tmp_path / "model.pt")
+    for modality in ("image", "text"):
+        assert (back.encode(items, modality) == method.encode(items, modality)).all()
