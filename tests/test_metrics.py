@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from xmhash import bits as B
 from xmhash import metrics as M
 
 # ----------------------------------------------------------------- brute-force references
@@ -61,7 +62,7 @@ def ref_ap_k_dcmh(rel_sorted, k):
 
 
 def brute_force(q, db, ql, dl, bits, ks, pn, tie_seed):
-    qb, dbb = M.unpack(q, bits), M.unpack(db, bits)
+    qb, dbb = B.unpack(q, bits), B.unpack(db, bits)
     tie_rank = M.tie_permutation(len(db), tie_seed)
     out = {"map@all": [], **{f"map@{k}": [] for k in ks}, **{f"map@{k}_djsrh": [] for k in ks},
            **{f"map@{k}_dcmh": [] for k in ks}, **{f"p@{n}": [] for n in pn}}
@@ -84,14 +85,14 @@ def brute_force(q, db, ql, dl, bits, ks, pn, tie_seed):
 
 
 def test_binarize_maps_zero_to_plus_one():
-    assert M.binarize(np.array([[-0.5, 0.0, 1e-9, -1e-9]])).tolist() == [[-1, 1, 1, -1]]
+    assert B.binarize(np.array([[-0.5, 0.0, 1e-9, -1e-9]])).tolist() == [[-1, 1, 1, -1]]
 
 
 def test_pack_unpack_round_trip_odd_bits(rng):
     codes = np.where(rng.random((7, 13)) < 0.5, -1, 1).astype(np.int8)
-    packed = M.pack(codes)
+    packed = B.pack(codes)
     assert packed.shape == (7, 2) and packed.dtype == np.uint8
-    assert (M.unpack(packed, 13) == codes).all()
+    assert (B.unpack(packed, 13) == codes).all()
 
 
 def test_hamming_equals_bit_count(rng):
@@ -99,7 +100,7 @@ def test_hamming_equals_bit_count(rng):
         a = np.where(rng.random((9, bits)) < 0.5, -1, 1)
         b = np.where(rng.random((11, bits)) < 0.5, -1, 1)
         expect = (a[:, None, :] != b[None, :, :]).sum(-1)
-        assert (M.hamming(M.pack(a), M.pack(b)) == expect).all()
+        assert (M.hamming(B.pack(a), B.pack(b)) == expect).all()
 
 
 def test_hamming_rejects_different_widths():
@@ -111,7 +112,7 @@ def test_hamming_rejects_different_widths():
 
 
 def _codes(rows):
-    return M.pack(np.array(rows))
+    return B.pack(np.array(rows))
 
 
 def test_hand_computed_ties_and_tie_aware():
@@ -256,7 +257,7 @@ def test_expected_random_map_matches_random_codes(rng):
 def test_perfect_codes_score_one():
     labels = np.eye(4, dtype=np.uint8)[[0, 1, 2, 3, 0, 1, 2, 3]]
     codes = np.where(labels @ (np.eye(4) * 2 - 1) > 0, 1, -1)  # one code per class
-    packed = M.pack(codes)
+    packed = B.pack(codes)
     res = M.evaluate(packed, packed, labels, labels, 4, ks=(2,), pn=(2,))
     assert res["map@all"] == pytest.approx(1.0)
     assert res["map@all_tie_aware"] == pytest.approx(1.0)

@@ -10,7 +10,7 @@
 
 Root attributes: ``format_version``, ``xmhash_version``, ``dataset``, ``method``, ``bits``,
 ``seed``, plus any extra string/number attributes given by the producer. A bit is 1 where
-the network output is >= 0 (see :func:`xmhash.metrics.binarize`).
+the network output is >= 0 (see :mod:`xmhash.bits`).
 
 :func:`export_mat` writes the same codes as ±1 int8 matrices to a MATLAB ``.mat`` file
 (keys ``B_query_image``, ``B_query_text``, ``B_database_image``, ``B_database_text``,
@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 
 from xmhash import __version__
+from xmhash.bits import pack, unpack
 from xmhash.io import atomic_path
-from xmhash.metrics import pack, unpack
 
 FORMAT_VERSION = 1
 SETS = ("query", "database")

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xmhash.bits import pack
+
 TIE_RULE = "distance, then position in a fixed-seed random permutation of the database"
 
 
@@ -70,26 +72,7 @@ def protocol(ks: Sequence[int], pn: Sequence[int], tie_seed: int) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- bits
-
-
-def binarize(x: np.ndarray) -> np.ndarray:
-    """Real-valued outputs -> {-1, +1} int8 codes, with x >= 0 -> +1."""
-    return np.where(np.asarray(x) >= 0, 1, -1).astype(np.int8)
-
-
-def pack(codes: np.ndarray) -> np.ndarray:
-    """±1 (or 0/1) codes of shape (N, c) -> packed bits (N, ceil(c/8)) uint8, big-endian."""
-    codes = np.asarray(codes)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D (N, bits), got shape {codes.shape}")
-    return np.packbits(codes > 0, axis=1)
-
-
-def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
-    """Packed bits -> ±1 int8 codes of shape (N, bits)."""
-    b = np.unpackbits(np.asarray(packed, np.uint8), axis=1, count=bits)
-    return (b.astype(np.int8) * 2 - 1).astype(np.int8)
+# --------------------------------------------------------------------------- distances
 
 
 def _as_words(packed: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from xmhash import metrics
+from xmhash import bits, metrics
 from xmhash.data.splits import load_split
 from xmhash.features.store import read_features
 from xmhash.io import atomic_path, write_json
@@ -85,7 +85,7 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def validation_map(method: HashMethod, val: ValData) -> float:
     """Mean of mAP@all I->T and T->I with the validation split as queries and database."""
-    packed = {m: metrics.pack(method.encode(val.items, m)) for m in ("image", "text")}
+    packed = {m: bits.pack(method.encode(val.items, m)) for m in ("image", "text")}
     scores = [metrics.evaluate(packed[q], packed[d], val.labels, val.labels, method.bits,
                                ks=(), pn=())["map@all"]
               for q, d in (("image", "text"), ("text", "image"))]

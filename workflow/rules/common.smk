@@ -110,7 +110,9 @@ def train_settings(wildcards):
 # of every xmhash module they import (transitively); rules put it in their params, so a
 # change to, say, methods/djsrh.py reruns exactly the djsrh jobs. Imports made by a
 # package's __init__.py (the method registry) are not followed: a registry line does not
-# make every method depend on every other.
+# make every method depend on every other. `exclude` drops modules a job imports but does
+# not run (training runs xmhash.metrics only for `select: val`), so that a fix to the
+# metrics reruns the evaluations, not the trainings.
 
 
 def _module_file(name):
@@ -141,12 +143,15 @@ def _imported(name, path):
 
 
 @lru_cache(maxsize=None)
-def code_fingerprint(*modules):
+def code_fingerprint(*modules, exclude=()):
+    missing = [m for m in modules if _module_file(m) is None]
+    if missing:
+        raise WorkflowError(f"code_fingerprint: no source for {missing} under {SRC}")
     seen, todo = {}, list(modules)
     while todo:
         name = todo.pop()
         path = _module_file(name)
-        if path is None or name in seen:
+        if path is None or name in seen or name in exclude:
             continue
         seen[name] = path
         if path.name != "__init__.py":
@@ -159,7 +164,10 @@ def code_fingerprint(*modules):
 
 
 def train_code(wildcards):
-    return code_fingerprint("xmhash.train", f"xmhash.methods.{wildcards.method}")
+    unused = () if config["training"]["select"] == "val" else ("xmhash.metrics",)
+    return code_fingerprint(
+        "xmhash.train", f"xmhash.methods.{wildcards.method}", exclude=unused
+    )
 
 
 def export_code(wildcards):

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from xmhash import __version__
+from xmhash.bits import binarize
 from xmhash.io import atomic_path
-from xmhash.metrics import binarize
 
 MODALITIES = ("image", "text")
 EXTRA_INPUTS = frozenset({"texts", "words", "regions", "graph", "encoder"})

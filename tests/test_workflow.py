@@ -1,0 +1,168 @@
+"""Whole-workflow tests: a small demo through Snakemake, then what a change reruns."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+SMOKE = "tests/config/smoke.yaml"
+COPY = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "scripts", "envs", "src",
+        "config", "tests/config"]
+
+
+def copy_workflow(dst: Path) -> Path:
+    for name in COPY:
+        src = REPO / name
+        if not src.exists():
+            continue
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def snakemake(wf: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XMHASH_PROGRESS": "0"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=wf, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(wf: Path, *configfiles: str) -> set[tuple[str, str]]:
+    """(rule, first output) of every job a dry run would execute."""
+    args = ["-n", "--cores", "2", "--configfile", SMOKE, *configfiles]
+    out = snakemake(wf, *args).stdout
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+            if rule == "all":
+                jobs.add(("all", ""))
+        m = re.match(r"^\s+output: ([^,\s]+)", line)
+        if m and rule:
+            jobs.add((rule, m.group(1)))
+            rule = None
+    return jobs
+
+
+def runs_of(jobs: set[tuple[str, str]], rule: str) -> set[str]:
+    """Method names of a per-run rule's jobs."""
+    return {Path(out).parts[2] for r, out in jobs if r == rule}
+
+
+SUMMARY_RULES = {"aggregate", "tables", "plots", "all"}
+
+
+@pytest.fixture(scope="module")
+def wf(tmp_path_factory) -> Path:
+    wf = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(wf, "--cores", "2", "--configfile", SMOKE)
+    return wf
+
+
+def test_demo_produces_tables_plots_and_report(wf):
+    summary = wf / "results/summary"
+    for name in ("metrics.tsv", "curves.tsv", "tables.md", "tables.tex", "tables.html",
+                 "plots/demo/map_vs_bits.png", "plots/demo/pr.png", "plots/demo/pn.png"):
+        assert (summary / name).stat().st_size > 0, name
+    run = wf / "results/demo/cca_itq/16bits/seed1"
+    for name in ("model.pt", "train.json", "train_log.csv", "codes.h5", "metrics.json"):
+        assert (run / name).exists(), name
+    assert (wf / "logs/demo/cca_itq/16bits/seed1/train.log").exists()
+    assert (wf / "results/benchmarks/demo/cca_itq/16bits/seed1/train.tsv").exists()
+    table = (summary / "tables.md").read_text()
+    assert "| cca_itq |" in table and "chance (random codes)" in table and "±" in table
+    snakemake(wf, "--configfile", SMOKE, "--report", "report.html")
+    html = (wf / "report.html").read_text(errors="ignore")
+    assert "map_vs_bits.png" in html and "tables.html" in html
+
+
+def test_cca_itq_beats_lsh_and_both_reach_the_chance_floor(wf):
+    df = pd.read_csv(wf / "results/summary/metrics.tsv", sep="\t")
+    df = df[df["metric"] == "map@all"]
+    mean = df[df["task"].isin(["i2t", "t2i"])].groupby("method")["value"].mean()
+    floor = df[df["task"] == "chance"]["value"].mean()
+    assert mean["cca_itq"] > mean["lsh"] + 0.02, mean
+    assert mean["lsh"] >= floor - 0.005 and mean["cca_itq"] > floor, (mean, floor)
+
+
+def test_nothing_to_do_after_a_run(wf):
+    assert planned_jobs(wf) == set()
+
+
+def test_method_param_change_reruns_only_that_method(wf, tmp_path):
+    overlay = tmp_path / "change.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
+    jobs = planned_jobs(wf, str(overlay))
+    assert {r for r, _ in jobs} == {"train", "export_codes", "evaluate"} | SUMMARY_RULES
+    for rule in ("train", "export_codes", "evaluate"):
+        assert runs_of(jobs, rule) == {"cca_itq"}
+        assert len([1 for r, _ in jobs if r == rule]) == 4  # 2 bits x 2 seeds
+
+
+@pytest.fixture
+def edited(wf):
+    """Append a comment to a source file of the copied workflow; restore it afterwards."""
+    saved = {}
+
+    def edit(rel: str) -> None:
+        path = wf / rel
+        saved[path] = path.read_text()
+        path.write_text(saved[path] + "\n# an edit\n")
+
+    yield edit
+    for path, text in saved.items():
+        path.write_text(text)
+
+
+def test_method_code_change_reruns_exactly_that_method(wf, edited):
+    edited("src/xmhash/methods/lsh.py")
+    jobs = planned_jobs(wf)
+    assert {r for r, _ in jobs} == {"train", "export_codes", "evaluate"} | SUMMARY_RULES
+    for rule in ("train", "export_codes", "evaluate"):
+        assert runs_of(jobs, rule) == {"lsh"}
+
+
+def test_metrics_code_change_reruns_evaluation_not_training(wf, edited):
+    edited("src/xmhash/metrics.py")
+    jobs = planned_jobs(wf)
+    assert {r for r, _ in jobs} == {"evaluate"} | SUMMARY_RULES
+    assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"methods": {"cca_itq": {"regg": 1.0}}}, "regg"),
+    ({"run": {"bits": ["many"]}}, "many"),
+    ({"evaluation": {"tie_seed": "zero"}}, "tie_seed"),
+    ({"run": {"methods": ["nosuchmethod"]}}, "nosuchmethod"),
+])
+def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "bad.yaml").write_text(yaml.safe_dump(overlay))
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "validating config" in proc.stderr + proc.stdout
+    assert message in proc.stderr + proc.stdout
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
