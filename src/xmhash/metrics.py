@@ -124,15 +124,15 @@ def rank_order(dist: np.ndarray, tie_rank: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Block:
-    """Per-query sums of one query block, combined by :func:`evaluate`."""
+    """Per-query results of one query block, combined by :func:`evaluate`."""
 
     ap_all: np.ndarray
     ap_tie: np.ndarray
     n_rel: np.ndarray
     ap_k: dict[str, np.ndarray] = field(default_factory=dict)
     p_n: dict[int, np.ndarray] = field(default_factory=dict)
-    pr_retrieved: np.ndarray | None = None  # (b, c+1) cumulative counts
-    pr_relevant: np.ndarray | None = None
+    pr_retrieved: np.ndarray | None = None  # (b, c+1): items within radius r
+    pr_relevant: np.ndarray | None = None  # (b, c+1): relevant items within radius r
 
 
 def _harmonic(n: int) -> np.ndarray:
@@ -141,21 +141,15 @@ def _harmonic(n: int) -> np.ndarray:
     return h
 
 
-def tie_aware_ap(dist: np.ndarray, rel: np.ndarray, bits: int,
-                 harmonic: np.ndarray | None = None) -> np.ndarray:
-    """Expected AP over random orderings within tie blocks, per query (NaN when R = 0).
+def _tie_aware_from_counts(n: np.ndarray, r: np.ndarray, harmonic: np.ndarray) -> np.ndarray:
+    """Tie-aware AP from per-distance item counts ``n`` and relevant counts ``r`` (b, c+1).
 
     For a block of n items with r relevant, preceded by p items of which h relevant, the
     expected sum of precisions at its relevant items is
     (r/n) [ (h+1) dH + (r-1)/(n-1) (n - (p+1) dH) ],  dH = H(p+n) - H(p).
     """
-    b, n_db = dist.shape
-    if harmonic is None:
-        harmonic = _harmonic(n_db)
-    rows = np.repeat(np.arange(b), n_db) * (bits + 1)
-    flat = rows + dist.ravel().astype(np.int64)
-    n = np.bincount(flat, minlength=b * (bits + 1)).reshape(b, bits + 1).astype(np.float64)
-    r = np.bincount(flat, weights=rel.ravel(), minlength=b * (bits + 1)).reshape(b, bits + 1)
+    n = n.astype(np.float64)
+    r = r.astype(np.float64)
     p = np.cumsum(n, axis=1) - n
     h = np.cumsum(r, axis=1) - r
     p_i, n_i = p.astype(np.int64), n.astype(np.int64)
@@ -168,40 +162,68 @@ def tie_aware_ap(dist: np.ndarray, rel: np.ndarray, bits: int,
         return np.where(total_r > 0, contrib.sum(axis=1) / total_r, np.nan)
 
 
+def tie_aware_ap(dist: np.ndarray, rel: np.ndarray, bits: int,
+                 harmonic: np.ndarray | None = None) -> np.ndarray:
+    """Expected AP over random orderings within tie blocks, per query (NaN when R = 0)."""
+    b, n_db = dist.shape
+    flat = (np.arange(b)[:, None] * (bits + 1) + dist).ravel()
+    n = np.bincount(flat, minlength=b * (bits + 1)).reshape(b, bits + 1)
+    r = np.bincount(flat, weights=rel.ravel(), minlength=b * (bits + 1)).reshape(b, bits + 1)
+    return _tie_aware_from_counts(n, r, _harmonic(n_db) if harmonic is None else harmonic)
+
+
+def _row_search(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
+    """Per row, np.searchsorted(sorted_rows[i], values[i]) for non-decreasing integer rows
+    with values in 0..top, vectorised by offsetting each row past the previous one."""
+    b, n = sorted_rows.shape
+    top = int(max(sorted_rows.max(initial=0), values.max(initial=0))) + 1
+    offset = np.arange(b, dtype=np.int64)[:, None] * top
+    flat = (sorted_rows.astype(np.int64) + offset).ravel()
+    idx = np.searchsorted(flat, (values.astype(np.int64) + offset).ravel(), side=side)
+    return idx.reshape(values.shape) - np.arange(b, dtype=np.int64)[:, None] * n
+
+
 def _block_metrics(dist: np.ndarray, rel: np.ndarray, tie_rank: np.ndarray, bits: int,
                    ks: Sequence[int], pn: Sequence[int], harmonic: np.ndarray) -> _Block:
     b, n_db = dist.shape
+    rows = np.arange(b)[:, None]
     order = rank_order(dist, tie_rank)
-    g = np.take_along_axis(rel, order, axis=1)  # relevance in ranked order
-    hits = np.cumsum(g, axis=1, dtype=np.int64)
-    ranks = np.arange(1, n_db + 1)
-    prec = hits / ranks
-    n_rel = hits[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap_all = np.where(n_rel > 0, (prec * g).sum(axis=1) / n_rel, np.nan)
-    blk = _Block(ap_all=ap_all, ap_tie=tie_aware_ap(dist, rel, bits, harmonic), n_rel=n_rel)
+    g = rel[rows, order]  # relevance in ranked order
+    hits = np.cumsum(g, axis=1, dtype=np.int32)
+    n_rel = hits[:, -1].astype(np.int64)
+    # cumulative sum of precision at the relevant ranks: every AP variant is a lookup in it
+    cum_prec = np.cumsum(np.where(g, hits / np.arange(1, n_db + 1), 0.0), axis=1)
 
-    for k in ks:
+    def at(pos: np.ndarray) -> np.ndarray:  # cum_prec[row, pos - 1], 0 where pos == 0
+        return np.where(pos > 0, cum_prec[rows[:, 0], np.maximum(pos, 1) - 1], 0.0)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap_all = np.where(n_rel > 0, cum_prec[:, -1] / n_rel, np.nan)
+
+    # counts within each Hamming radius, from the distances in ranked order
+    radii = np.broadcast_to(np.arange(bits + 1), (b, bits + 1))
+    retrieved = _row_search(dist[rows, order], radii, "right")
+    relevant = np.where(retrieved > 0, hits[rows, np.maximum(retrieved, 1) - 1], 0)
+    n_at = np.diff(retrieved, axis=1, prepend=0)
+    r_at = np.diff(relevant, axis=1, prepend=0)
+    blk = _Block(ap_all=ap_all, ap_tie=_tie_aware_from_counts(n_at, r_at, harmonic), n_rel=n_rel,
+                 pr_retrieved=retrieved, pr_relevant=relevant)
+
+    # dcmh: up to the rank of the min(k, R)-th relevant item, wherever it is ranked
+    m_all = np.minimum(n_rel[:, None], np.asarray(ks, np.int64)[None, :])
+    pos_all = _row_search(hits, m_all, "left") + 1 if len(ks) else m_all
+    for j, k in enumerate(ks):
         kk = min(k, n_db)
-        s = (prec[:, :kk] * g[:, :kk]).sum(axis=1)
+        s = cum_prec[:, kk - 1]
         h_k = hits[:, kk - 1]
+        m = m_all[:, j]
         with np.errstate(invalid="ignore", divide="ignore"):
             blk.ap_k[f"map@{k}"] = np.where(n_rel > 0, s / np.minimum(n_rel, kk), np.nan)
             blk.ap_k[f"map@{k}_djsrh"] = np.where(h_k > 0, s / np.maximum(h_k, 1), 0.0)
-        # dcmh: precision at the first min(k, R) relevant items, wherever they are
-        first = g & (hits <= k)
-        m = np.minimum(n_rel, k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            blk.ap_k[f"map@{k}_dcmh"] = np.where(m > 0, (prec * first).sum(axis=1) / m, 0.0)
+            blk.ap_k[f"map@{k}_dcmh"] = np.where(m > 0, at(np.where(m > 0, pos_all[:, j], 0)) / m,
+                                                 0.0)
     for nn in pn:
         blk.p_n[nn] = hits[:, min(nn, n_db) - 1] / min(nn, n_db)
-
-    rows = np.repeat(np.arange(b), n_db) * (bits + 1)
-    flat = rows + dist.ravel().astype(np.int64)
-    cnt = np.bincount(flat, minlength=b * (bits + 1)).reshape(b, bits + 1)
-    rcnt = np.bincount(flat, weights=rel.ravel(), minlength=b * (bits + 1)).reshape(b, bits + 1)
-    blk.pr_retrieved = np.cumsum(cnt, axis=1)
-    blk.pr_relevant = np.cumsum(rcnt, axis=1)
     return blk
 
 
