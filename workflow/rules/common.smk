@@ -73,6 +73,11 @@ def run_paths(filename, datasets=None):
     )
 
 
+def published_input(wildcards):
+    """The published-numbers file, when the report shows ours beside it."""
+    return [config["report"]["published"]] if config["report"]["published_as"] else []
+
+
 def final_targets():
     return [
         "results/summary/metrics.tsv",
