@@ -108,9 +108,14 @@ def _record_unknown(path: Path, remote: Remote) -> None:
         (path.parent / f"{remote.name}.sha256").write_text(f"{got}  {remote.name}\n")
 
 
-def candidate_urls(remote: Remote, mirrors: Sequence[str] = ()) -> list[str]:
-    """Mirrors first (``<mirror>/<name>``), then the official URLs."""
-    return [f"{m.rstrip('/')}/{remote.name}" for m in mirrors] + list(remote.urls)
+def candidate_urls(
+    remote: Remote, mirrors: Sequence[str] = (), *, official: bool = True
+) -> list[str]:
+    """Mirrors first (``<mirror>/<name>``), then the official URLs (unless ``official``
+    is false: mirrors and local archives only)."""
+    return [f"{m.rstrip('/')}/{remote.name}" for m in mirrors] + list(
+        remote.urls if official else ()
+    )
 
 
 def fetch(
@@ -119,13 +124,14 @@ def fetch(
     *,
     mirrors: Sequence[str] = (),
     local_dirs: Iterable[str | os.PathLike] = (),
+    official: bool = True,
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 1.0,
 ) -> Path:
     """Make ``dest_dir/remote.name`` exist, complete and verified; return its path.
 
-    A verified file already in place is kept. Local archive directories are tried first
+    A verified file already in place is kept. ``official=False`` skips the official URLs. Local archive directories are tried first
     (the file is copied, then verified), then each URL of :func:`candidate_urls` with up
     to ``retries`` resumed retries. A checksum mismatch deletes the download and moves on
     to the next source; if every source fails, :class:`DownloadError` (or
@@ -163,7 +169,7 @@ def fetch(
 
     if remote.manual and not tried:
         tried.append("no local archive directory configured")
-    for url in candidate_urls(remote, mirrors):
+    for url in candidate_urls(remote, mirrors, official=official):
         part = dest_dir / f".{remote.name}.download"
         try:
             _download(url, part, retries=retries, timeout=timeout, backoff=backoff)
