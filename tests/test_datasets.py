@@ -42,9 +42,14 @@ def get_prepared(tmp_path, source, archives, options=None, **kw):
 
 
 def test_registry_lists_sources_with_files():
-    assert "mirflickr25k" in SOURCES
+    assert {"mirflickr25k", "nuswide", "coco2014", "iaprtc12", "wikipedia", "manifest"} <= set(
+        SOURCES
+    )
     for name, src in SOURCES.items():
-        assert src.name == name and callable(src.prepare)
+        assert src.name == name
+        assert src.prepare is not None or src.import_features is not None
+        assert (src.import_features is None) == (src.encoder is None)
+        assert len(set(src.file_names())) == len(src.files)
     with pytest.raises(DatasetError, match="unknown dataset source 'nope'.*registered"):
         get_source("nope")
 

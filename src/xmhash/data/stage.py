@@ -14,11 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xmhash.data.datasets import get_source
+from xmhash.data.datasets import DatasetError, get_source
 from xmhash.data.datasets.base import require
 from xmhash.data.download import fetch
+from xmhash.io import write_json
 
 log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"  # written last: the download rule's output
 
 
 def download_dataset(
@@ -50,19 +53,46 @@ def download_dataset(
             )
         )
     log.info("%s: %d files in %s", src.title, len(paths), dest_dir)
+    write_json(
+        Path(dest_dir) / MANIFEST,
+        {"source": source, "files": {p.name: {"bytes": p.stat().st_size} for p in paths}},
+    )
     return paths
+
+
+def _files(src, downloads: Path) -> dict[str, Path]:
+    files = {name: downloads / name for name in src.file_names()}
+    for path in files.values():
+        require(path, f"official file of {src.title}; run the download rule first")
+    return files
+
+
+def _options(src, options: dict[str, Any]) -> dict[str, Any]:
+    return {**src.options, **{k: v for k, v in options.items() if v is not None}}
 
 
 def prepare_dataset(
     source: str, downloads: str | os.PathLike, out: str | os.PathLike, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """Prepare the source from the files in ``downloads`` into ``out``."""
+    """Prepare the source from the files in ``downloads`` into the directory ``out``."""
     src = get_source(source)
-    downloads = Path(downloads)
-    files = {name: downloads / name for name in src.file_names()}
-    for path in files.values():
-        require(path, f"official file of {src.title}; run the download rule first")
-    opts = {**src.options, **{k: v for k, v in options.items() if v is not None}}
-    counts = src.prepare(files, Path(out), opts)
+    if src.prepare is None:
+        raise DatasetError(
+            f"dataset source {source!r} ships precomputed features only; use "
+            f"encoder: {src.encoder} (its features are imported, not encoded)"
+        )
+    counts = src.prepare(_files(src, Path(downloads)), Path(out), _options(src, options))
     log.info("%s prepared into %s: %s", src.title, out, counts)
+    return counts
+
+
+def import_features(
+    source: str, downloads: str | os.PathLike, out: str | os.PathLike, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the features that ship with the source to the feature file ``out``."""
+    src = get_source(source)
+    if src.import_features is None:
+        raise DatasetError(f"dataset source {source!r} ships no features to import")
+    counts = src.import_features(_files(src, Path(downloads)), Path(out), _options(src, options))
+    log.info("%s features imported into %s: %s", src.title, out, counts)
     return counts

@@ -5,7 +5,7 @@ URLs and sha256 where known; none for registration-only sets), and ``prepare``, 
 turns the downloaded files into the prepared layout (:mod:`xmhash.data.prepared`) or,
 for precomputed-feature sets, into a feature file (:mod:`xmhash.features.store`).
 
-``prepare(files, out, options)``: ``files`` maps each official file name to its verified
+``prepare(files, out, options)`` (and ``import_features``, same signature): ``files`` maps each official file name to its verified
 local path, ``out`` is the directory (or feature file) to write atomically, ``options``
 is the dataset's config block (``datasets.<name>``). It returns the counts it recorded.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from xmhash.data.download import Remote, extract
 from xmhash.data.prepared import PreparedError
@@ -33,16 +33,21 @@ class DatasetError(PreparedError):
 
 @dataclass(frozen=True)
 class Source:
+    """One dataset source. ``prepare`` writes the prepared layout (for the feature
+    stage's encoders); ``import_features`` writes a feature file directly from features
+    that ship with the dataset, under the encoder key ``encoder``. A source has one or
+    both."""
+
     name: str  # the config value datasets.<name>.source
     title: str
     files: tuple[Remote, ...]
-    prepare: Prepare
-    output: Literal["prepared", "features"] = "prepared"
+    prepare: Prepare | None = None
+    import_features: Prepare | None = None
+    encoder: str | None = None  # encoder key of the imported features
     size: str = ""  # what the literature uses (README table)
     licence: str = ""
     user_supplies: str = "nothing"
     options: dict[str, Any] = field(default_factory=dict)  # option -> default
-    encoder: str | None = None  # for output "features": the feature file's encoder key
 
     def file_names(self) -> list[str]:
         return [f.name for f in self.files]
