@@ -9,4 +9,4 @@ from pathlib import Path  # noqa: E402
 from xmhash.data.stage import import_features  # noqa: E402
 
 sm = snakemake  # noqa: F821
-import_features(sm.params.source, Path(sm.input[0]).parent, sm.output[0], sm.params.options)
+import_features(sm.params.source, Path(sm.input.downloads).parent, sm.output[0], sm.params.options)

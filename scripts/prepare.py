@@ -9,4 +9,4 @@ from pathlib import Path  # noqa: E402
 from xmhash.data.stage import prepare_dataset  # noqa: E402
 
 sm = snakemake  # noqa: F821
-prepare_dataset(sm.params.source, Path(sm.input[0]).parent, sm.output[0], sm.params.options)
+prepare_dataset(sm.params.source, Path(sm.input.downloads).parent, sm.output[0], sm.params.options)

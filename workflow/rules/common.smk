@@ -240,6 +240,17 @@ def dataset_options(wildcards):
     return {k: v for k, v in cfg.items() if k not in _NOT_DATASET_OPTIONS}
 
 
+# options that name user-supplied files: inputs of prepare/import_features, so that
+# editing such a file reruns the job
+_USER_FILE_OPTIONS = ("manifest", "labels_file", "mat", "image_mat", "text_mat", "label_mat")
+
+
+def dataset_inputs(wildcards):
+    cfg = dataset_cfg(wildcards.dataset)
+    user = {k: cfg[k] for k in _USER_FILE_OPTIONS if cfg.get(k)}
+    return {"downloads": downloads_manifest(wildcards), **user}
+
+
 def dataset_source_name(wildcards):
     return dataset_cfg(wildcards.dataset)["source"]
 

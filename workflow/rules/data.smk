@@ -71,7 +71,7 @@ rule download:
 
 rule prepare:
     input:
-        downloads_manifest,
+        unpack(dataset_inputs),
     output:
         directory("resources/{dataset}/prepared"),
     params:
@@ -95,7 +95,7 @@ rule prepare:
 
 rule import_features:
     input:
-        downloads_manifest,
+        unpack(dataset_inputs),
     output:
         "results/{dataset}/features/{encoder}.h5",
     params:
