@@ -444,3 +444,21 @@ def test_rshnl_xmedia_mat_split(tmp_path):
     assert feats.labels.shape == (52, 20) and (feats.labels.sum(1) == 1).all()
     cat = np.concatenate([arrays["trImgCat"], arrays["teImgCat"]]).ravel()
     np.testing.assert_array_equal(feats.labels.argmax(1), cat - 1)
+
+
+def test_truncated_download_in_place_is_reported_by_prepare(tmp_path, mir_meta):
+    from xmhash.data.download import ArchiveError
+
+    archives = mirflickr_archives(mir_meta)
+    (tmp_path / "downloads").mkdir()
+    for name, data in archives.items():
+        (tmp_path / "downloads" / name).write_bytes(data)
+    path = tmp_path / "downloads/mirflickr25k.zip"
+    path.write_bytes(path.read_bytes()[:-5000])
+    with pytest.raises(
+        ArchiveError,
+        match=r"mirflickr25k\.zip: not a zip or tar archive, or "
+        r"truncated",
+    ):
+        prepare_dataset("mirflickr25k", tmp_path / "downloads", tmp_path / "prepared", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
