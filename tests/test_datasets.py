@@ -462,3 +462,14 @@ def test_truncated_download_in_place_is_reported_by_prepare(tmp_path, mir_meta):
     ):
         prepare_dataset("mirflickr25k", tmp_path / "downloads", tmp_path / "prepared", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+
+
+def test_schema_source_enum_equals_registry():
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["datasets"]["additionalProperties"]["properties"]
+    assert set(props["source"]["enum"]) == {"demo", *SOURCES}
+    for src in SOURCES.values():
+        assert set(src.options) <= set(props), src.name

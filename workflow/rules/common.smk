@@ -237,7 +237,8 @@ def prepared_path(wildcards):
 
 def dataset_options(wildcards):
     cfg = dataset_cfg(wildcards.dataset)
-    return {k: v for k, v in cfg.items() if k not in _NOT_DATASET_OPTIONS}
+    opts = {k: v for k, v in cfg.items() if k not in _NOT_DATASET_OPTIONS}
+    return {"name": wildcards.dataset, **opts}
 
 
 # options that name user-supplied files: inputs of prepare/import_features, so that

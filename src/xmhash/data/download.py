@@ -268,17 +268,19 @@ def _download_once(url: str, part: Path, *, timeout: float) -> bool:
 
 
 def _blocks(resp) -> Iterator[bytes]:
-    """CHUNK-sized blocks (the last may be shorter) until the connection ends. Unlike
-    ``read(n)``, a connection closed early yields what arrived instead of raising, so the
-    partial file keeps every byte received and the retry resumes after it."""
-    buf = bytearray()
-    while block := resp.read1(CHUNK - len(buf)):
-        buf += block
-        if len(buf) >= CHUNK:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)
+    """CHUNK-sized blocks (the last may be shorter) until the connection ends. A
+    connection closed early yields what arrived instead of raising, so the partial file
+    keeps every byte received and the retry resumes after it."""
+    while True:
+        try:
+            block = resp.read(CHUNK)
+        except http.client.IncompleteRead as e:
+            if e.partial:
+                yield bytes(e.partial)
+            return
+        if not block:
+            return
+        yield block
 
 
 # ---------------------------------------------------------------- archives
