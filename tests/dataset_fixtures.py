@@ -113,7 +113,8 @@ WIKI_CATEGORIES = ["art", "biology", "geography", "history", "literature", "medi
 
 
 def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tuple[bytes, dict]:
-    """``wikipedia_dataset.zip`` in miniature and what it holds (for assertions)."""
+    """``wikipedia_dataset.zip`` in miniature (``wikipedia_dataset/`` holding the lists,
+    ``images/``, ``texts/`` and ``raw_features.mat``) and what it holds."""
     rng = np.random.default_rng(seed)
     members: dict[str, bytes | str] = {"categories.list": "\n".join(WIKI_CATEGORIES) + "\n"}
     truth = {"ids": [], "labels": [], "split": [], "texts": []}
@@ -146,6 +147,7 @@ def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tupl
         "T_te": rng.random((n_test, 10)),
     }
     members["raw_features.mat"] = mat_bytes(feats)
+    members = {f"wikipedia_dataset/{k}": v for k, v in members.items()}  # the zip's top folder
     truth["image"] = np.concatenate([feats["I_tr"], feats["I_te"]])
     truth["text"] = np.concatenate([feats["T_tr"], feats["T_te"]])
     return zip_bytes(members), truth

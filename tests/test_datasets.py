@@ -18,7 +18,7 @@ FAST = {"retries": 1, "timeout": 5, "backoff": 0.01}
 
 @pytest.fixture(scope="module")
 def mir_meta(shared_dir_or_skip):
-    return MirflickrMeta(shared_dir_or_skip / "data/mirflickr25k-meta", n_images=120)
+    return MirflickrMeta(shared_dir_or_skip / "data/mirflickr25k-meta", n_images=300)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_mirflickr_round_trip_equals_the_standard_subset(tmp_path, mir_meta):
     assert len(prep.label_names) == 24 and len(prep.meta["vocabulary"]) == 1386
     counts = prep.meta["counts"]
     assert counts["kept"] == len(mir_meta.numbers)
-    assert counts["kept"] + counts["dropped_no_label"] + counts["dropped_no_vocabulary_tag"] == 120
+    assert counts["kept"] + counts["dropped_no_label"] + counts["dropped_no_vocabulary_tag"] == 300
     assert all(prep.image_path(it).is_file() for it in prep.items)
     # the bag-of-words columns the vocabulary defines reproduce the tag rows
     col = {t: j for j, t in enumerate(prep.meta["vocabulary"])}
@@ -159,8 +159,10 @@ def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
 
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
-    lines = members["testset_txt_img_cat.list"].decode().splitlines()
-    members["testset_txt_img_cat.list"] = "\n".join(lines[:-1]) + "\n"  # one pair fewer
+    lines = members["wikipedia_dataset/testset_txt_img_cat.list"].decode().splitlines()
+    members["wikipedia_dataset/testset_txt_img_cat.list"] = (
+        "\n".join(lines[:-1]) + "\n"
+    )  # one pair fewer
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads/wikipedia_dataset.zip").write_bytes(zip_bytes(members))
     with pytest.raises(
