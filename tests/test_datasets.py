@@ -475,3 +475,69 @@ def test_schema_source_enum_equals_registry():
     assert set(props["source"]["enum"]) == {"demo", *SOURCES}
     for src in SOURCES.values():
         assert set(src.options) <= set(props), src.name
+
+
+@pytest.mark.parametrize("v73", [True, False])
+def test_dcmh_raw_pixels_become_a_prepared_dataset(tmp_path, v73):
+    import h5py
+    from dataset_fixtures import mat_bytes
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    n, h, w = 6, 5, 7
+    hwc = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)  # what each image must be
+    if v73:  # as h5py sees a MATLAB v7.3 IAll: (N, 3, W, H)
+        with h5py.File(tmp_path / "iall.mat", "w", userblock_size=512) as f:
+            f["IAll"] = hwc.transpose(0, 3, 2, 1)
+    else:  # v5: MATLAB order (H, W, 3, N)
+        (tmp_path / "iall.mat").write_bytes(mat_bytes({"IAll": hwc.transpose(1, 2, 3, 0)}))
+    vocab = ["sky", "dog", "night", "red"]
+    bow = np.array(
+        [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 1, 0], [1, 0, 0, 0]], float
+    )
+    lab = (rng.random((n, 3)) < 0.5).astype(float)
+    (tmp_path / "y.mat").write_bytes(mat_bytes({"YAll": bow}))
+    (tmp_path / "l.mat").write_bytes(mat_bytes({"LAll": lab}))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    opts = {
+        "image_mat": str(tmp_path / "iall.mat"),
+        "image_key": "IAll",
+        "text_mat": str(tmp_path / "y.mat"),
+        "text_key": "YAll",
+        "label_mat": str(tmp_path / "l.mat"),
+        "label_key": "LAll",
+        "vocabulary": str(tmp_path / "vocab.txt"),
+    }
+    download_dataset("dcmh_mat", tmp_path / "dl", {})
+    prepare_dataset("dcmh_mat", tmp_path / "dl", tmp_path / "prepared", opts)
+    prep = read_prepared(tmp_path / "prepared")
+    for i, it in enumerate(prep.items):
+        np.testing.assert_array_equal(np.asarray(Image.open(prep.image_path(it))), hwc[i])
+    assert [it.text for it in prep.items] == [
+        "sky red",
+        "dog",
+        "",
+        "sky dog night red",
+        "night",
+        "sky",
+    ]
+    np.testing.assert_array_equal(prep.label_matrix(), lab.astype(np.uint8))
+
+    (tmp_path / "vocab.txt").write_text("sky\ndog\n")
+    with pytest.raises(DatasetError, match=r"vocab.txt: 2 words, but y.mat:YAll has 4 columns"):
+        prepare_dataset("dcmh_mat", tmp_path / "dl", tmp_path / "p2", opts)
+    assert not (tmp_path / "p2").exists()
+
+
+def test_v73_feature_arrays_are_read_in_matlab_orientation(tmp_path):
+    import h5py
+
+    from xmhash.data.datasets.matfile import load_mat
+
+    x = np.arange(12.0).reshape(4, 3)  # MATLAB: 4 items x 3 dims
+    with h5py.File(tmp_path / "x.mat", "w", userblock_size=512) as f:
+        f["XAll"] = x.T  # how MATLAB v7.3 stores it (column-major)
+    np.testing.assert_array_equal(load_mat(tmp_path / "x.mat")["XAll"], x)
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
+    with pytest.raises(DatasetError, match=r"bad\.mat: not a readable \.mat file"):
+        load_mat(tmp_path / "bad.mat")

@@ -16,16 +16,15 @@ from xmhash.data.datasets.base import DatasetError, require
 
 def load_mat(path: Path) -> dict[str, Any]:
     require(path, "a .mat file")
+    import h5py
     import scipy.io
 
-    try:
-        return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-    except NotImplementedError:  # v7.3: HDF5
-        import h5py
-
+    if h5py.is_hdf5(path):  # v7.3
         with h5py.File(path, "r") as f:
             return {k: np.asarray(f[k][()]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except (ValueError, OSError, TypeError) as e:
+    try:
+        return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    except Exception as e:  # scipy raises many kinds on a damaged file
         raise DatasetError(f"{path}: not a readable .mat file ({e})") from None
 
 
