@@ -190,8 +190,9 @@ def export_code(wildcards):
 
 import sys
 
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
+if str(SRC) in sys.path:  # first: an editable install of another checkout must not win
+    sys.path.remove(str(SRC))
+sys.path.insert(0, str(SRC))
 from xmhash.data.datasets import SOURCES as DATASET_SOURCES  # noqa: E402
 
 # settings of datasets.<name> that are not options of the source's preparation
