@@ -116,16 +116,18 @@ def hash_centers(k: int, bits: int, generator: torch.Generator, tries: int = 200
     if bits & (bits - 1) == 0 and k <= 2 * bits:
         h = _hadamard(bits)
         return torch.cat([h, -h])[:k].clone()
-    accepted: list[torch.Tensor] = []
-    d = bits // 2
-    fails = 0
+    accepted = torch.empty(0, bits)
+    d, fails = bits // 2, 0
     while len(accepted) < k:
-        cand = torch.randint(0, 2, (bits,), generator=generator).float() * 2 - 1
-        if all(int((cand != a).sum()) >= d for a in accepted):
-            accepted.append(cand)
-            fails = 0
-        else:
-            fails += 1
-            if fails >= tries:
-                d, fails = max(d - 1, 1), 0
-    return torch.stack(accepted)
+        block = torch.randint(0, 2, (256, bits), generator=generator).float() * 2 - 1
+        for cand in block:
+            if len(accepted) == k:
+                break
+            if len(accepted) == 0 or int((accepted != cand).sum(1).min()) >= d:
+                accepted = torch.cat([accepted, cand[None]])
+                fails = 0
+            else:
+                fails += 1
+                if fails >= tries:
+                    d, fails = max(d - 1, 1), 0
+    return accepted

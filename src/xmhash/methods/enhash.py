@@ -358,7 +358,7 @@ def detect_errors(
     """
     yv = (F.normalize(hv, dim=1) @ F.normalize(codes, dim=1).t()).argmax(1)
     yt = (F.normalize(ht, dim=1) @ F.normalize(codes, dim=1).t()).argmax(1)
-    kappa0 = confidence.median() if gate else confidence.new_zeros(())
+    kappa0 = confidence.quantile(0.5) if gate else confidence.new_zeros(())
     e1 = ((yv != assign) | (yt != assign)) & (confidence >= kappa0)
     bv, bt = hard_codes(hv), hard_codes(ht)
     k = hv.shape[1]
@@ -522,6 +522,9 @@ class ENHash(DeepMethod):
             "en": zero,
             "tri": zero,
             "errors": zero,
+            "e1": zero,
+            "e2": zero,
+            "e3": zero,
             "in_notebook": zero,
         }
         total = terms["pair"] + p.lambda_c * terms["con"] + p.lambda_q * terms["quant"]
@@ -544,6 +547,8 @@ class ENHash(DeepMethod):
                 eps_p=p.eps_p,
                 gate=p.confidence_gate,
             )
+            for key in ("e1", "e2", "e3"):
+                terms[key] = found[key].float().mean()
             terms["errors"] = found["error"].float().mean()
             rows = torch.nonzero(nb.target[batch.idx] >= 0).flatten()
             terms["in_notebook"] = hv.new_tensor(len(rows) / len(hv))
