@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)  # the train rule runs 1 thread
     args = ap.parse_args()
     os.environ.setdefault("XMHASH_PROGRESS", "0")
     torch.set_num_threads(args.threads)

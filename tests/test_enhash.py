@@ -38,6 +38,17 @@ from xmhash.train import TrainSettings, fit
 T = torch.tensor
 EYE2 = torch.eye(2)
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one thread, as the train rule does: these models are small, and on a
+    shared machine a second thread mostly adds synchronisation latency per operation."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- loss terms
 
 

@@ -311,16 +311,18 @@ def fine_grained_triplet(
     nv, nt = F.normalize(hv, dim=1), F.normalize(ht, dim=1)
     cols = torch.arange(len(hv), device=hv.device)
     self_col = cols[None, :] == anchors[:, None]
-    pos = (assign[None, :] == target[:, None]) | self_col
+    pos = (assign[None, :] == target[:, None]) | self_col  # (anchors, b)
     neg = (assign[None, :] == confuser[:, None]) & (confuser[:, None] >= 0) & ~self_col
-    valid = pos[:, :, None] & neg[:, None, :]  # (anchors, j+, j-)
-    if not valid.any():
+    a, j_neg = torch.nonzero(neg, as_tuple=True)  # the (anchor, negative) pairs: few
+    count = pos[a].sum()
+    if len(a) == 0 or count == 0:
         return hv.sum() * 0
     total = hv.new_zeros(())
-    for cross in (nv @ nt.t(), nt @ nv.t()):
-        c = cross[anchors]  # (anchors, b)
-        hinge = (margin - c[:, :, None] + c[:, None, :]).clamp_min(0)
-        total = total + hinge[valid].mean()
+    for va, vb in ((nv, nt), (nt, nv)):
+        c = va[anchors[a]] @ vb.t()  # (pairs, b): anchor against every item of the other side
+        c_neg = c.gather(1, j_neg[:, None])
+        hinge = (margin - c + c_neg).clamp_min(0)
+        total = total + (hinge * pos[a]).sum() / count
     return total
 
 
