@@ -223,4 +223,7 @@ def noise_targets():
     """The noisy track's extra report outputs (weight histograms), if it runs."""
     if not noisy_run_paths("metrics.json"):
         return []
-    return expand("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS)
+    return [
+        "results/summary/noise_table.md",
+        *expand("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS),
+    ]

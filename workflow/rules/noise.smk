@@ -95,3 +95,26 @@ rule noise_weights_plot:
         runtime=10,
     script:
         "../../scripts/noise_weights_plot.py"
+
+
+rule noise_table:
+    input:
+        "results/summary/metrics.tsv",
+    output:
+        report(
+            "results/summary/noise_table.md",
+            caption="../report/noise_table.rst",
+            category="Tables",
+        ),
+    params:
+        methods=report_methods(),
+        code=code_fingerprint("xmhash.report.noise"),
+    log:
+        "logs/summary/noise_table.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/noise_table.py"

@@ -71,3 +71,51 @@ def weights_histogram(paths: Sequence[str], out: str, title: str = "") -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def noise_table(
+    metrics_tsv: str, out: str, metric: str = "map@all", methods: Sequence[str] | None = None
+) -> str:
+    """Markdown: per dataset and noise kind, rows = methods, columns = noise rate x bits,
+    cells = mean over I->T/T->I and seeds of ``metric``; rate 0 is the clean run of the
+    same method when the clean grid has it. Shows what the noise costs and what each
+    method recovers."""
+    import pandas as pd
+
+    df = pd.read_csv(
+        metrics_tsv, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
+    )
+    df = df[(df["metric"] == metric) & df["task"].isin(["i2t", "t2i"])].copy()
+    df["value"] = pd.to_numeric(df["value"])
+    noisy = df[df["variant"].str.startswith("noise-")].copy()
+    noisy["kind"] = noisy["variant"].str.slice(6).str.rstrip("0123456789.")
+    noisy["rate"] = [
+        float(v[6 + len(k) :]) for v, k in zip(noisy["variant"], noisy["kind"], strict=True)
+    ]
+    clean = df[df["variant"] == ""]
+    lines = [f"# Noisy labels: {metric} (mean of I→T and T→I over seeds)", ""]
+    for (dataset, kind), part in noisy.groupby(["dataset", "kind"], sort=True):
+        present = list(dict.fromkeys(part["method"]))
+        order = [m for m in (methods or present) if m in present]
+        base = clean[(clean["dataset"] == dataset) & clean["method"].isin(order)].assign(rate=0.0)
+        both = pd.concat([base, part])
+        means = both.groupby(["method", "rate", "bits"])["value"].mean()
+        cols = sorted({(r, b) for _, r, b in means.index})
+        lines += [
+            f"## {dataset}, noise {kind}",
+            "",
+            "| Method | " + " | ".join(f"{r:g} / {b} bits" for r, b in cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        best = {c: max(means.get((m, *c), float("-inf")) for m in order) for c in cols}
+        for m in order:
+            cells = []
+            for c in cols:
+                v = means.get((m, *c))
+                cells.append("–" if v is None else (f"**{v:.3f}**" if v == best[c] else f"{v:.3f}"))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    return text

@@ -37,7 +37,8 @@ def _methods(df: pd.DataFrame, methods: Sequence[str] | None) -> list[str]:
 def map_vs_bits(metrics_tsv: str, dataset: str, out: str, metric: str = "map@all",
                 methods: Sequence[str] | None = None) -> None:
     df = _read(metrics_tsv)
-    df = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
+    # the standard protocol only; other tracks (variant, e.g. noise-sym0.5) have their own
+    df = df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["variant"] == "")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, task in zip(axes, TASK_NAMES, strict=True):
         part = df[df["task"] == task]
@@ -59,7 +60,7 @@ def curves(curves_tsv: str, dataset: str, out: str, kind: str, bits: int | None 
            methods: Sequence[str] | None = None) -> None:
     """``kind`` = 'pr' (precision vs recall by radius) or 'pn' (P@N vs N)."""
     df = _read(curves_tsv)
-    df = df[df["dataset"] == dataset]
+    df = df[(df["dataset"] == dataset) & (df["variant"] == "")]  # the standard protocol only
     bits = bits or int(df["bits"].max())
     df = df[df["bits"] == bits]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
