@@ -3,6 +3,8 @@ noise table and the weight histograms; clean runs keep their paths."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,3 +54,12 @@ def test_noise_rate_change_reruns_only_the_noisy_track(wf, tmp_path):
     assert "noise" in rules and "train_noisy" in rules
     assert "train" not in rules  # clean runs are untouched
     assert all("sym0.2" in out for r, out in jobs if r in ("noise", "train_noisy"))
+
+
+def test_paper_config_plans_the_noise_grid(tmp_path):
+
+    wf = copy_workflow(tmp_path)
+    out = snakemake(wf, "-n", "--configfile", "config/paper/rshnl.yaml").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    # 3 rates x 4 methods x 4 bits x 1 seed on the noisy track, 4 x 4 clean runs
+    assert counts["noise"] == "3" and counts["train_noisy"] == "48" and counts["train"] == "16"

@@ -210,6 +210,13 @@ def noise_rate(wildcards):
     return float(wildcards.noise[len(noise_kind(wildcards)) :])
 
 
+def noisy_method_params(wildcards):
+    """methods.<method>, updated by noise.overrides.<dataset>.<method> (per-dataset paper
+    values, e.g. RSHNL's alpha and gamma)."""
+    over = NOISE.get("overrides", {}).get(wildcards.dataset, {}).get(wildcards.method, {})
+    return {**method_params(wildcards), **over}
+
+
 def noisy_train_settings(wildcards):
     return {**train_settings(wildcards), "select": NOISE.get("select", "val")}
 

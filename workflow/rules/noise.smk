@@ -40,7 +40,7 @@ use rule train as train_noisy with:
         history=f"{NRUN}/train_log.csv",
         weights=f"{NRUN}/sample_weights.npz",
     params:
-        hp=method_params,
+        hp=noisy_method_params,
         settings=noisy_train_settings,
         code=train_code,
     log:
