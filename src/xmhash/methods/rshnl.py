@@ -254,6 +254,7 @@ class RSHNL(CentreHashing):
             w, reg = self_paced(ell, p.gamma, p.linear)
         else:
             w, reg = torch.ones_like(ell), torch.zeros_like(ell)
+        self._last_weights = w.detach()
         cal = (w * ell + reg).mean()
         chl = contrastive_lq(h_img, h_txt, p.tau, p.q)
         return {
@@ -263,6 +264,20 @@ class RSHNL(CentreHashing):
             "difficulty": ell.detach().mean(),
             "weight": w.mean(),
         }
+
+    def loss(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        """The objective, plus (noisy-label track only, diagnostics) the mean weight of
+        the batch's flipped and clean items, from the clean labels the loss never sees."""
+        terms = super().loss(batch, epoch)
+        data = getattr(self, "data", None)
+        clean = data.clean_labels if data is not None else None
+        if clean is not None:
+            flipped = (batch.labels != clean[batch.idx]).any(dim=1)
+            w = self._last_weights
+            if flipped.any() and not flipped.all():
+                terms["weight_flipped"] = w[flipped].mean()
+                terms["weight_clean"] = w[~flipped].mean()
+        return terms
 
     @torch.no_grad()
     def sample_weights(self, data: TrainData) -> np.ndarray:
