@@ -35,6 +35,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/noise.smk"
 
 
 report: "workflow/report/workflow.rst"

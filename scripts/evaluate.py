@@ -16,5 +16,9 @@ evaluate_run(
     pn=ev["pn"],
     tie_seed=ev["tie_seed"],
     train_summary=sm.input.summary,
-    meta={"dataset": sm.wildcards.dataset},
+    meta={
+        "dataset": sm.wildcards.dataset,
+        # the noisy-label track names itself in the tables' variant column
+        "variant": f"noise-{sm.wildcards.noise}" if "noise" in sm.wildcards.keys() else "",
+    },
 )

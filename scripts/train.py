@@ -19,4 +19,7 @@ run_training(
     summary_out=sm.output.summary,
     history_out=sm.output.history,
     threads=sm.threads,
+    # the noisy-label track (workflow/rules/noise.smk): noisy labels in, sample weights out
+    train_labels=sm.input.get("labels"),
+    sample_weights_out=sm.output.get("weights"),
 )

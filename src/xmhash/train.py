@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from xmhash import bits, metrics
+from xmhash.data import noise
 from xmhash.data.splits import load_split
 from xmhash.features.store import read_features
 from xmhash.io import atomic_path, write_json
@@ -259,12 +260,17 @@ def run_training(
     graph: dict[str, str] | None = None,
     resources: dict[str, str] | None = None,
     threads: int | None = None,
-    train_labels: np.ndarray | None = None,
+    train_labels: np.ndarray | str | os.PathLike | None = None,
+    sample_weights_out: str | None = None,
 ) -> dict[str, Any]:
     """The train stage: read features and split, train, write model and summary.
 
-    ``train_labels`` replaces the training items' labels (the noisy-label track); the
-    clean ones are then passed along as ``TrainData.clean_labels`` for diagnostics only.
+    ``train_labels`` replaces the training items' labels (the noisy-label track): an
+    array, or a noise-stage file (:mod:`xmhash.data.noise`); the clean ones are then
+    passed along as ``TrainData.clean_labels`` for diagnostics only.
+    ``sample_weights_out``: where to write the method's per-sample weights of the
+    training items with the flipped mask (``HashMethod.sample_weights``; all ones for
+    methods that weigh every item equally).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -288,6 +294,8 @@ def run_training(
         feats.attrs.get("encoder"),
     )
 
+    if isinstance(train_labels, str | os.PathLike):
+        train_labels = noise.train_labels_for(train_labels, rows)
     labels = clean = None
     if cls.supervised:
         clean = feats.labels[rows]
@@ -354,5 +362,17 @@ def run_training(
             "encoder_id": feats.attrs.get("encoder_id"),
         },
     )
+    if sample_weights_out is not None:
+        weights = model.sample_weights(data)
+        kind = model.sample_weights_kind if weights is not None else "uniform"
+        if weights is None:
+            weights = np.ones(len(rows), np.float32)
+        flipped = (
+            np.any(feats.labels[rows] != np.asarray(train_labels), axis=1)
+            if train_labels is not None
+            else np.zeros(len(rows), bool)
+        )
+        noise.write_weights(sample_weights_out, rows, weights, flipped, kind)
+        summary["weights_auc"] = noise.separation_auc(weights, flipped)
     write_json(summary_out, summary)
     return summary

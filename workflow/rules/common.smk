@@ -89,6 +89,7 @@ def final_targets():
             dataset=DATASETS,
             plot=["map_vs_bits", "pr", "pn"],
         ),
+        *noise_targets(),
     ]
 
 
@@ -261,3 +262,62 @@ def dataset_code(wildcards):
     return code_fingerprint(
         "xmhash.data.stage", f"xmhash.data.datasets.{dataset_source_name(wildcards)}"
     )
+# ---------------------------------------------------------------- noisy-label track (issue 7)
+# Runs of noise.methods on training labels corrupted by noise.kinds x noise.rates live
+# one level below the dataset: results/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}
+# with {noise} a tag such as sym0.5 (xmhash.data.noise.tag); clean runs' paths are unchanged.
+
+NOISE = config.get("noise", {})
+NOISE_METHODS = NOISE.get("methods", [])
+_check_keys(NOISE_METHODS, config.get("methods", {}), "methods")
+NOISE_TAGS = [f"{k}{r:g}" for k in NOISE.get("kinds", []) for r in NOISE.get("rates", [])]
+NRUN = "results/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
+NLOG = "logs/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
+NBENCH = "results/benchmarks/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
+
+
+def noisy_run_paths(filename, datasets=None):
+    if not NOISE_METHODS or not NOISE_TAGS:
+        return []
+    return expand(
+        f"{NRUN}/{filename}",
+        dataset=datasets or DATASETS,
+        noise=NOISE_TAGS,
+        method=NOISE_METHODS,
+        bits=BITS,
+        seed=SEEDS,
+    )
+
+
+def noise_kind(wildcards):
+    return wildcards.noise.rstrip("0123456789.")
+
+
+def noise_rate(wildcards):
+    return float(wildcards.noise[len(noise_kind(wildcards)) :])
+
+
+def noisy_method_params(wildcards):
+    """methods.<method>, updated by noise.overrides.<dataset>.<method> (per-dataset paper
+    values, e.g. RSHNL's alpha and gamma)."""
+    over = NOISE.get("overrides", {}).get(wildcards.dataset, {}).get(wildcards.method, {})
+    return {**method_params(wildcards), **over}
+
+
+def noisy_train_settings(wildcards):
+    return {**train_settings(wildcards), "select": NOISE.get("select", "val")}
+
+
+def report_methods():
+    """Method order of the tables: the clean grid's, then the noisy track's."""
+    return list(dict.fromkeys([*METHODS, *NOISE_METHODS]))
+
+
+def noise_targets():
+    """The noisy track's extra report outputs (weight histograms), if it runs."""
+    if not noisy_run_paths("metrics.json"):
+        return []
+    return [
+        "results/summary/noise_table.md",
+        *expand("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS),
+    ]

@@ -27,6 +27,7 @@ rule evaluate:
 rule aggregate:
     input:
         run_paths("metrics.json"),
+        noisy_run_paths("metrics.json"),
     output:
         metrics=report(
             "results/summary/metrics.tsv",
@@ -61,7 +62,7 @@ rule tables:
         ),
     params:
         metrics=config["report"]["table_metrics"],
-        methods=METHODS,
+        methods=report_methods(),
         published_as=config["report"]["published_as"],
         code=code_fingerprint("xmhash.report.tables"),
     log:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
+from xmhash.methods.ce_centre import CECentre  # noisy-label track (issue 7)
+from xmhash.methods.dcmh_feat import DCMHFeat  # noisy-label track (issue 7)
 from xmhash.methods.enhash import ENHash  # enhash
+from xmhash.methods.gce_centre import GCECentre  # noisy-label track (issue 7)
 from xmhash.methods.lsh import LSH
+from xmhash.methods.rshnl import RSHNL  # noisy-label track (issue 7)
 
 METHODS: dict[str, type[HashMethod]] = {
     cls.name: cls
@@ -16,6 +20,10 @@ METHODS: dict[str, type[HashMethod]] = {
         LSH,
         CCAITQ,
         ENHash,  # enhash
+        RSHNL,  # noisy-label track (issue 7)
+        CECentre,  # noisy-label track (issue 7)
+        GCECentre,  # noisy-label track (issue 7)
+        DCMHFeat,  # noisy-label track (issue 7)
     )
 }
 

@@ -216,6 +216,13 @@ class HashMethod(ABC):
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Real-valued outputs (n, bits) of one modality; codes are ``x >= 0``."""
 
+    sample_weights_kind: ClassVar[str] = "uniform"
+
+    def sample_weights(self, data: TrainData) -> np.ndarray | None:
+        """Per-item training weights (n,) the method gives ``data`` now, e.g. RSHNL's
+        self-paced weights (the noisy-label track records them); None = all equal."""
+        return None
+
     @torch.no_grad()
     def encode(self, items: Items, modality: str, batch_size: int = 4096) -> np.ndarray:
         """±1 int8 codes (n, bits) of ``items`` for ``modality`` ('image' or 'text')."""

@@ -42,7 +42,8 @@ def map_vs_bits(
     methods: Sequence[str] | None = None,
 ) -> None:
     df = _read(metrics_tsv)
-    df = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
+    # the standard protocol only; other tracks (variant, e.g. noise-sym0.5) have their own
+    df = df[(df["dataset"] == dataset) & (df["metric"] == metric) & (df["variant"] == "")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, task in zip(axes, TASK_NAMES, strict=True):
         part = df[df["task"] == task]
@@ -69,7 +70,7 @@ def curves(
 ) -> None:
     """``kind`` = 'pr' (precision vs recall by radius) or 'pn' (P@N vs N)."""
     df = _read(curves_tsv)
-    df = df[df["dataset"] == dataset]
+    df = df[(df["dataset"] == dataset) & (df["variant"] == "")]  # the standard protocol only
     bits = bits or int(df["bits"].max())
     df = df[df["bits"] == bits]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
