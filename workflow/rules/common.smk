@@ -58,6 +58,46 @@ def features_path(wildcards):
     return f"results/{wildcards.dataset}/features/{encoder_key(wildcards.dataset)}.h5"
 
 
+# ---- features (issue 4) ----------------------------------------------------
+
+
+def prepared_path(wildcards):
+    """The prepared dataset directory the feature stage reads (data/prepared.py)."""
+    return f"resources/{wildcards.dataset}/prepared"
+
+
+def datasets_with_prepared():
+    """Datasets whose features come from a prepared directory (all but the demo)."""
+    return [d for d, c in config["datasets"].items() if c["source"] != "demo"]
+
+
+def features_settings(wildcards):
+    """Every setting that changes the feature file (encoders and device aside)."""
+    cfg = config.get("features", {})
+    return {k: v for k, v in cfg.items() if k not in ("encoders", "device")}
+
+
+def features_encoders(wildcards):
+    """Extra short keys -> model id or local directory (beside vitb32/vitb16/vitl14)."""
+    return config.get("features", {}).get("encoders", {})
+
+
+def features_device(wildcards):
+    return config.get("features", {}).get("device") or config["device"]
+
+
+def features_gpu(wildcards):
+    """Ask the scheduler for a GPU only when the feature stage is told to use CUDA."""
+    return 1 if features_device(wildcards).startswith("cuda") else 0
+
+
+def demo_images_spec(wildcards):
+    return dataset_cfg(wildcards.dataset).get("demo_images", {})
+
+
+# ---- end features (issue 4) ------------------------------------------------
+
+
 RUN = "results/{dataset}/{method}/{bits}bits/seed{seed}"
 LOG = "logs/{dataset}/{method}/{bits}bits/seed{seed}"
 BENCH = "results/benchmarks/{dataset}/{method}/{bits}bits/seed{seed}"
