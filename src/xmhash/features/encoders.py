@@ -125,8 +125,8 @@ class ImageTransform:
 
         image = image.convert("RGB")
         w, h = image.size
-        scale = self.shortest_edge / min(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        edge = self.shortest_edge  # the long side is truncated, as transformers does
+        size = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
         image = image.resize(size, resample=Image.Resampling(self.resample))
         ch, cw = self.crop
         left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
