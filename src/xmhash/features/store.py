@@ -22,8 +22,13 @@ with plain h5py::
 Root attributes: ``schema_version``, ``xmhash_version``, ``dataset``, ``encoder`` (the
 short key), ``encoder_id``, ``encoder_revision``, ``preprocessing`` (JSON), ``image_dim``,
 ``text_dim``, plus whatever the producer adds (all JSON-serialisable scalars or strings).
+The feature stage adds ``texts_truncated`` (texts cut to ``text_max_tokens``),
+``words_unit``, ``regions`` (JSON settings), ``text_kind``, ``n_source_items`` and the
+``transformers``/``torch`` versions.
 
-Datasets are chunked and gzip-compressed. Files are written atomically.
+Datasets are chunked and gzip-compressed. Files are written atomically: whole, by
+:func:`write_features`, or chunk by chunk, by :class:`FeatureWriter`, which keeps a
+resumable partial file next to the output and renames it onto the output at the end.
 """
 
 from __future__ import annotations
