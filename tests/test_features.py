@@ -492,3 +492,14 @@ def test_unknown_settings_are_rejected():
         ExtractSettings(words="letters")
     with pytest.raises(ValueError, match="regions.mode"):
         RegionSettings(mode="sam")
+
+
+def test_progress_counts_items_of_batches(monkeypatch, capsys):
+    from xmhash.log import progress
+
+    monkeypatch.setenv("XMHASH_PROGRESS", "1")
+    batches = [[1, 2, 3], [4, 5], [6]]
+    got = list(progress(batches, desc="features", total=8, unit="item", initial=2, size=len))
+    assert got == batches
+    err = capsys.readouterr().err
+    assert "8/8" in err and "item/s" in err
