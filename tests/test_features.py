@@ -503,3 +503,32 @@ def test_progress_counts_items_of_batches(monkeypatch, capsys):
     assert got == batches
     err = capsys.readouterr().err
     assert "8/8" in err and "item/s" in err
+
+
+def test_owlv2_boxes_are_scaled_to_the_padded_square():
+    from xmhash.features.regions import target_sizes
+
+    assert target_sizes([(30, 50), (80, 20)], pads_to_square=True) == [(50, 50), (80, 80)]
+    assert target_sizes([(30, 50)], pads_to_square=False) == [(30, 50)]
+
+
+def test_zero_shot_detector_regions(prepared, encoder, tmp_path):
+    from helpers.tiny_models import save_owlv2
+
+    regions = RegionSettings(
+        mode="detector",
+        detector=str(save_owlv2(tmp_path / "owl")),
+        queries=("a shape", "a thing"),
+        threshold=0.0,
+        max_boxes=2,
+        min_size=1,
+    )
+    settings = ExtractSettings(
+        batch_size=8, chunk_items=64, workers=0, words="none", regions=regions
+    )
+    out = tmp_path / "owl.h5"
+    extract_features(prepared, encoder, out, settings)
+    f = read_features(out, parts=("image", "regions"))
+    counts = f.regions.counts()
+    assert ((counts >= 1) & (counts <= 3)).all() and counts.sum() > len(f)
+    np.testing.assert_allclose(f.regions.rows(2)[-1], f.image[2], atol=1e-6)

@@ -100,3 +100,47 @@ def save_yolos(directory: str | Path, *, image_size: int = 64, seed: int = 0) ->
         size={"shortest_edge": image_size, "longest_edge": image_size}
     ).save_pretrained(str(directory))
     return directory
+
+
+def save_owlv2(directory: str | Path, *, image_size: int = 64, seed: int = 0) -> Path:
+    """A tiny random OWLv2 zero-shot detector with its processor (byte tokenizer)."""
+    import torch
+    from transformers import (
+        CLIPTokenizer,
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
+
+    directory = Path(directory)
+    vocab = save_byte_tokenizer(directory, 16)
+    ids = {"bos_token_id": vocab[SOT], "eos_token_id": vocab[EOT], "pad_token_id": vocab[EOT]}
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    cfg = Owlv2Config(
+        text_config={
+            **small,
+            **ids,
+            "num_attention_heads": 2,
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 16,
+        },
+        vision_config={
+            **small,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 16,
+        },
+        projection_dim=32,  # the class head maps vision width to it
+    )
+    torch.manual_seed(seed)
+    model = Owlv2ForObjectDetection(cfg)
+    with torch.no_grad():  # boxes = the per-patch prior (random heads predict degenerate ones)
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+    model.save_pretrained(str(directory))
+    Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=CLIPTokenizer.from_pretrained(str(directory)),
+    ).save_pretrained(str(directory))
+    return directory

@@ -83,6 +83,14 @@ def with_whole_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.concatenate([np.asarray(boxes, np.float32).reshape(-1, 4), whole])
 
 
+def target_sizes(sizes: Sequence[tuple[int, int]], pads_to_square: bool) -> list[tuple[int, int]]:
+    """(height, width) to scale normalised boxes by. OWLv2 pads each image to a square
+    (bottom/right) before predicting, so its boxes are relative to the padded square."""
+    if not pads_to_square:
+        return [tuple(s) for s in sizes]
+    return [(max(h, w), max(h, w)) for h, w in sizes]
+
+
 class Detector:
     """A ``transformers`` object detector returning boxes per PIL image."""
 
@@ -101,6 +109,7 @@ class Detector:
         try:
             config = AutoConfig.from_pretrained(settings.detector, **kwargs)
             self.zero_shot = config.model_type in ("owlv2", "owlvit", "grounding-dino")
+            self.pads_to_square = config.model_type == "owlv2"
             cls = (
                 AutoModelForZeroShotObjectDetection
                 if self.zero_shot
@@ -132,7 +141,9 @@ class Detector:
             if self.zero_shot
             else self.processor.post_process_object_detection
         )
-        results = post(outputs, threshold=s.threshold, target_sizes=sizes)
+        results = post(
+            outputs, threshold=s.threshold, target_sizes=target_sizes(sizes, self.pads_to_square)
+        )
         out = []
         for res, (h, w) in zip(results, sizes, strict=True):
             order = torch.argsort(res["scores"], descending=True)
