@@ -78,7 +78,7 @@ def protocol(ks: Sequence[int], pn: Sequence[int], tie_seed: int) -> dict:
 # --------------------------------------------------------------------------- distances
 
 
-def _as_words(packed: np.ndarray) -> np.ndarray:
+def as_words(packed: np.ndarray) -> np.ndarray:
     """View packed bytes as uint64 words (zero-padded), for a fast popcount."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
     pad = (-packed.shape[1]) % 8
@@ -91,7 +91,7 @@ def hamming(query: np.ndarray, database: np.ndarray) -> np.ndarray:
     """Hamming distances (nq, ndb) uint16 between packed codes, by popcount(xor)."""
     if query.shape[1] != database.shape[1]:
         raise ValueError(f"code widths differ: {query.shape[1]} vs {database.shape[1]} bytes")
-    q, db = _as_words(query), _as_words(database)
+    q, db = as_words(query), as_words(database)
     out = np.zeros((len(q), len(db)), np.uint16)
     for w in range(q.shape[1]):
         out += np.bitwise_count(q[:, w : w + 1] ^ db[None, :, w]).astype(np.uint16)

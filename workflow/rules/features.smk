@@ -2,6 +2,11 @@
 # transformers), resumable; and the generated image-caption demo (source demo_images).
 
 
+# a dataset that ships features (rule import_features) gets them imported under its
+# imported encoder's key; any other key is computed here
+ruleorder: import_features > features
+
+
 rule features:
     input:
         prepared=prepared_path,
@@ -14,7 +19,7 @@ rule features:
         code=code_fingerprint("xmhash.features.extract"),
     wildcard_constraints:
         dataset=alternatives(datasets_with_prepared()),
-        encoder=r"[A-Za-z0-9_]+",
+        encoder=r"[A-Za-z0-9_.-]+",
     threads: 2
     log:
         "logs/{dataset}/features/{encoder}.log",

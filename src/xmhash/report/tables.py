@@ -7,7 +7,7 @@ on the same split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -132,6 +132,58 @@ def to_html(table: pd.DataFrame, title: str) -> str:
     )
 
 
+def _key(name: str) -> str:
+    """Method names as compared with papers' spellings: ``VTM-UCH`` == ``vtmuch``."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def beside_published(
+    ours: pd.DataFrame, published: pd.DataFrame, dataset: str, published_as: str, metric: str
+) -> list[tuple[str, pd.DataFrame]]:
+    """Our table for ``dataset`` next to each published source's rows for ``published_as``.
+
+    One (title, table) per source, since sources differ in features and protocol. Rows: our
+    methods (``ours``, mean ± std) then the source's methods (single values); a published
+    method we also run is put right after ours. Columns: the union of both sides' bits.
+    """
+    mine = comparison(ours, metric).get((dataset, ""))
+    pub = published[(published["dataset"] == published_as) & (published["metric"] == metric)]
+    out = []
+    for source, rows in pub.groupby("source", sort=False):
+        bits = sorted(
+            {int(b) for b in rows["bits"]}
+            | ({b for _, b in mine.columns} if mine is not None else set())
+        )
+        cols = [(t, b) for t in TASK_NAMES for b in bits]
+        ours_rows = [m for m in (mine.index if mine is not None else []) if m != CHANCE]
+        theirs = list(dict.fromkeys(rows["method"]))
+        order = []
+        for m in ours_rows:
+            order.append(f"{m} (ours)")
+            order += [f"{p} (published)" for p in theirs if _key(p) == _key(m)]
+        order += [f"{p} (published)" for p in theirs if f"{p} (published)" not in order]
+        table = pd.DataFrame(index=order, columns=pd.MultiIndex.from_tuples(cols), dtype=object)
+        for m in ours_rows:
+            for c in cols:
+                if c in mine.columns and isinstance(mine.loc[m, c], tuple):
+                    table.loc[f"{m} (ours)", c] = mine.loc[m, c]
+        for r in rows.itertuples():
+            if (r.task, int(r.bits)) in table.columns:
+                table.loc[f"{r.method} (published)", (r.task, int(r.bits))] = (
+                    float(r.value),
+                    float("nan"),
+                    1,
+                )
+        features = rows["features"].iloc[0]
+        out.append(
+            (
+                f"{dataset} beside {source} ({published_as}; their features: {features}): {metric}",
+                table,
+            )
+        )
+    return out
+
+
 def write_tables(
     metrics_tsv: str,
     metrics: Sequence[str],
@@ -139,6 +191,8 @@ def write_tables(
     latex_out: str,
     html_out: str,
     methods: Sequence[str] | None = None,
+    published_tsv: str | None = None,
+    published_as: Mapping[str, str] | None = None,
 ) -> None:
     df = pd.read_csv(
         metrics_tsv, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
@@ -153,6 +207,20 @@ def write_tables(
             md.append(to_markdown(table, title))
             tex.append(to_latex(table, title))
             html.append(to_html(table, title))
+    if published_tsv and published_as:
+        pub = pd.read_csv(published_tsv, sep="\t", dtype={"dataset": str})
+        md.append(
+            "## Beside published numbers\n\nPublished rows come from "
+            f"`{published_tsv}`; they used other features and often other splits, "
+            "so compare trends, not third decimals.\n"
+        )
+        html.append("<h2>Beside published numbers</h2>")
+        for dataset, name in published_as.items():
+            for metric in metrics:
+                for title, table in beside_published(df, pub, dataset, name, metric):
+                    md.append(to_markdown(table, title))
+                    tex.append(to_latex(table, title))
+                    html.append(to_html(table, title))
     html.append("</body></html>")
     for text, out in (
         ("\n".join(md), markdown_out),
