@@ -7,7 +7,10 @@ real weights give. The dataset is generated: JPEGs of MIRFlickr's typical size
 stage itself (``extract_features``: decoding in DataLoader workers, tokenising, both
 forward passes, HDF5 writes); the physical limit measured in the same run is the two
 forward passes alone on ready-made tensors at the same batch size. Their ratio is what
-the stage's overhead leaves of the model's speed (target >= 0.9 on CPU).
+the stage's overhead leaves of the model's speed (target >= 0.9 on CPU). On a shared
+machine the load changes between runs, so each stage run is paired with a model-only run
+in the same round, and the share of the stage's own wall time spent inside the forward
+passes ("model share", timed within the run) is printed as a load-independent check.
 
     python benchmarks/features.py [--items 256] [--batch-size 32] [--workers 0 1 2] [--rounds 3]
         [--device auto]
