@@ -321,6 +321,7 @@ def test_killed_run_resumes_without_recomputing(
     extract_features(prepared, encoder, out, SETTINGS)
     first = [i for batch in seen_items for i in batch]
     assert first == list(range(16, 23))  # chunks 0 and 1 (items 0-15) were not recomputed
+    assert sum(seen) == 7 * 5  # images through the model: 7 items x (whole + 4 grid crops)
     assert not partial_path(out).exists()
     a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
     assert list(a.ids) == list(b.ids)
