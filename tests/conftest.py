@@ -100,3 +100,26 @@ def snakemake(wf: Path, *args: str, check: bool = True) -> subprocess.CompletedP
             f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+# ---- features (issue 4): tiny models saved to disk, loaded through from_pretrained ----
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIP (16-d embeddings, 32 px images, 16 tokens) saved with its
+    tokenizer and image processor, for ``load_encoder(str(tiny_clip_dir))``."""
+    from helpers.tiny_models import save_clip
+
+    return save_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_dir(tmp_path_factory) -> Path:
+    """A tiny random YOLOS object detector with its image processor."""
+    from helpers.tiny_models import save_yolos
+
+    return save_yolos(tmp_path_factory.mktemp("tiny_yolos"))
+
+
+# ---- end features (issue 4) ----

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,24 +28,43 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
 
 
 def progress(
-    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
+    iterable: Iterable[T],
+    *,
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+    initial: int = 0,
+    size: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
     """A tqdm progress bar (rate and ETA) on stderr; plain iteration when tqdm is off.
 
-    Set ``XMHASH_PROGRESS=0`` to silence bars (the tests do). Bars go to stderr, which
-    the Snakemake script adapters redirect to the rule's log file.
+    ``size(element)`` counts each element as that many units (e.g. a batch as its items,
+    so the bar shows items/s); ``total`` and ``initial`` are then in those units too
+    (``initial``: already done, e.g. on resume). Set ``XMHASH_PROGRESS=0`` to silence
+    bars (the tests do). Bars go to stderr, which the Snakemake script adapters redirect
+    to the rule's log file.
     """
     if os.environ.get("XMHASH_PROGRESS", "1") == "0":
         yield from iterable
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(
-        iterable,
+    bar = tqdm(
+        iterable if size is None else None,
         desc=desc,
         total=total,
         unit=unit,
+        initial=initial,
         file=sys.stderr,
         mininterval=1.0,
         dynamic_ncols=False,
     )
+    if size is None:
+        yield from bar
+        return
+    try:
+        for element in iterable:
+            yield element
+            bar.update(size(element))
+    finally:
+        bar.close()

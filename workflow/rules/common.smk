@@ -53,11 +53,48 @@ def encoder_key(dataset):
     cfg = dataset_cfg(dataset)
     if cfg["source"] == "demo":
         return "synthetic"
-    return cfg.get("encoder") or imported_encoder(dataset)  # datasets (issue 3)
+    if cfg["source"] not in DATASET_SOURCES:  # features (issue 4): demo_images
+        return cfg.get("encoder") or "vitb32"
+    return cfg.get("encoder") or imported_encoder(dataset) or "vitb32"  # datasets (issue 3)
 
 
 def features_path(wildcards):
     return f"results/{wildcards.dataset}/features/{encoder_key(wildcards.dataset)}.h5"
+
+
+# ---- features (issue 4) ----------------------------------------------------
+
+
+def datasets_with_prepared():
+    """Datasets whose features the feature stage computes from a prepared directory."""
+    return datasets_with_prepare() + datasets_with_source("demo_images")
+
+
+def features_settings(wildcards):
+    """Every setting that changes the feature file (encoders and device aside)."""
+    cfg = config.get("features", {})
+    return {k: v for k, v in cfg.items() if k not in ("encoders", "device")}
+
+
+def features_encoders(wildcards):
+    """Extra short keys -> model id or local directory (beside vitb32/vitb16/vitl14)."""
+    return config.get("features", {}).get("encoders", {})
+
+
+def features_device(wildcards):
+    return config.get("features", {}).get("device") or config["device"]
+
+
+def features_gpu(wildcards):
+    """Ask the scheduler for a GPU only when the feature stage is told to use CUDA."""
+    return 1 if features_device(wildcards).startswith("cuda") else 0
+
+
+def demo_images_spec(wildcards):
+    return dataset_cfg(wildcards.dataset).get("demo_images", {})
+
+
+# ---- end features (issue 4) ------------------------------------------------
 
 
 RUN = "results/{dataset}/{method}/{bits}bits/seed{seed}"
@@ -206,7 +243,8 @@ def dataset_source(dataset):
 
 
 def real_datasets():
-    return [d for d, c in config["datasets"].items() if c["source"] != "demo"]
+    """Datasets from the registry (not the built-in demos: demo, demo_images)."""
+    return [d for d, c in config["datasets"].items() if c["source"] in DATASET_SOURCES]
 
 
 def imported_encoder(dataset):

@@ -22,13 +22,19 @@ with plain h5py::
 Root attributes: ``schema_version``, ``xmhash_version``, ``dataset``, ``encoder`` (the
 short key), ``encoder_id``, ``encoder_revision``, ``preprocessing`` (JSON), ``image_dim``,
 ``text_dim``, plus whatever the producer adds (all JSON-serialisable scalars or strings).
+The feature stage adds ``texts_truncated`` (texts cut to ``text_max_tokens``),
+``words_unit``, ``regions`` (JSON settings), ``text_kind``, ``n_source_items`` and the
+``transformers``/``torch`` versions.
 
-Datasets are chunked and gzip-compressed. Files are written atomically.
+Datasets are chunked and gzip-compressed. Files are written atomically: whole, by
+:func:`write_features`, or chunk by chunk, by :class:`FeatureWriter`, which keeps a
+resumable partial file next to the output and renames it onto the output at the end.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +49,7 @@ from xmhash.io import atomic_path
 
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
+log = logging.getLogger(__name__)
 
 
 class FeatureFileError(ValueError):
@@ -324,3 +331,224 @@ def read_features(
                 )
     feats.validate(str(path))
     return feats
+
+
+# ---------------------------------------------------------------- streaming, resumable writes
+# The feature stage appends one chunk of items at a time to a partial file next to the
+# output (``.{name}.resume.partial``) laid out exactly like the final file, with resizable
+# datasets. After each chunk the committed sizes and a resume fingerprint are stored in
+# the ``_resume`` attribute and the file is flushed; a restarted run with the same
+# fingerprint truncates the datasets to the last commit and carries on from there.
+# ``finish`` adds the per-file parts and renames the partial file onto the output.
+
+_RESUME = "_resume"
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.resume.partial")
+
+
+class FeatureWriter:
+    """Append chunks of items (each a :class:`Features` with chunk-local offsets)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fingerprint: str,
+        n_labels: int,
+        image_dim: int,
+        text_dim: int,
+        words: bool = False,
+        regions: bool = False,
+        resume: bool = True,
+    ):
+        self.path = Path(path)
+        self.partial = partial_path(path)
+        self.fingerprint = fingerprint
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.state: dict[str, Any] = {}
+        if resume and self.partial.exists():
+            self._reopen()
+        if not self.state:
+            self._create(n_labels, image_dim, text_dim, words, regions)
+
+    # -- setup
+
+    def _create(self, n_labels: int, di: int, dt: int, words: bool, regions: bool) -> None:
+        self.partial.unlink(missing_ok=True)
+        f = self.f = h5py.File(self.partial, "w")
+        for name in ("ids", "texts", "official_split", "skipped"):
+            _resizable(f, name, (), _STR)
+        _resizable(f, "labels", (n_labels,), np.uint8)
+        _resizable(f, "image", (di,), np.float32)
+        _resizable(f, "text", (dt,), np.float32)
+        for key, dim, on in (("words", dt, words), ("regions", di, regions)):
+            if not on:
+                continue
+            g = f.create_group(key)
+            _resizable(g, "embeddings", (dim,), np.float32)
+            off = _resizable(g, "offsets", (), np.int64)
+            off.resize((1,))
+            off[0] = 0
+            if key == "words":
+                _resizable(g, "tokens", (), _STR)
+            else:
+                _resizable(g, "boxes", (4,), np.float32)
+        self.state = {
+            "fingerprint": self.fingerprint,
+            "chunks": 0,
+            "consumed": 0,
+            "sizes": self._sizes(),
+            "counters": {},
+        }
+        self._commit()
+
+    def _reopen(self) -> None:
+        try:
+            f = h5py.File(self.partial, "r+")
+        except OSError as e:  # killed in the middle of an HDF5 metadata write
+            log.warning("%s: unreadable partial file (%s); starting over", self.partial, e)
+            return
+        state = json.loads(f.attrs.get(_RESUME, "{}"))
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning(
+                "%s: partial file from different inputs or settings; starting over",
+                self.partial,
+            )
+            f.close()
+            return
+        self.f, self.state = f, state
+        for name, size in state["sizes"].items():  # drop writes after the last commit
+            ds = f[name]
+            if ds.shape[0] != size:
+                ds.resize((size, *ds.shape[1:]))
+        log.info(
+            "%s: resuming after %d chunks (%d items done)",
+            self.partial,
+            state["chunks"],
+            state["consumed"],
+        )
+
+    def _sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        self.f.visititems(
+            lambda name, obj: (
+                sizes.__setitem__(name, int(obj.shape[0]))
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
+        return sizes
+
+    def _commit(self) -> None:
+        self.state["sizes"] = self._sizes()
+        self.f.attrs[_RESUME] = json.dumps(self.state)
+        self.f.flush()
+
+    # -- progress
+
+    @property
+    def consumed(self) -> int:
+        """Input items already processed (written or skipped): where to resume."""
+        return int(self.state["consumed"])
+
+    @property
+    def chunks(self) -> int:
+        return int(self.state["chunks"])
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(self.state["counters"])
+
+    def append(self, chunk: Features, *, consumed: int, **counters: int) -> None:
+        """Write one chunk; ``consumed`` input items are then done; ``counters`` add up."""
+        chunk.validate(f"{self.partial} (chunk {self.chunks})")
+        f = self.f
+        _append(f["ids"], np.asarray(chunk.ids, dtype=object))
+        _append(f["labels"], chunk.labels.astype(np.uint8))
+        _append(f["image"], chunk.image.astype(np.float32))
+        _append(f["text"], chunk.text.astype(np.float32))
+        n = len(chunk)
+        for key in ("texts", "official_split"):
+            arr = getattr(chunk, key)
+            _append(f[key], np.asarray(arr if arr is not None else [""] * n, dtype=object))
+        _append(f["skipped"], np.asarray(chunk.skipped, dtype=object))
+        for key in ("words", "regions"):
+            rag: Ragged | None = getattr(chunk, key)
+            if key not in f:
+                continue
+            if rag is None:
+                raise FeatureFileError(f"{self.partial}: chunk without {key}, expected them")
+            g = f[key]
+            base = int(g["offsets"][-1])
+            _append(g["embeddings"], rag.embeddings.astype(np.float32))
+            _append(g["offsets"], base + rag.offsets[1:].astype(np.int64))
+            if "tokens" in g:
+                _append(g["tokens"], np.asarray(rag.names, dtype=object))
+            if "boxes" in g:
+                _append(g["boxes"], rag.boxes.astype(np.float32))
+        self.state["chunks"] += 1
+        self.state["consumed"] = int(consumed)
+        for k, v in counters.items():
+            self.state["counters"][k] = self.state["counters"].get(k, 0) + int(v)
+        self._commit()
+
+    def finish(self, *, label_names: Sequence[str], attrs: dict[str, Any]) -> None:
+        """Add the per-file parts and attributes, then rename onto the output atomically."""
+        f = self.f
+        _write_array(f, "label_names", np.asarray(list(label_names), dtype=str))
+        n = int(f["ids"].shape[0])
+        for name in ("labels", "image", "text", "texts", "official_split"):
+            _expect(f[name].shape[0] == n, str(self.partial), name, f"({n}, ...)", f[name].shape)
+        for key in ("words", "regions"):
+            if key in f:
+                off = f[key]["offsets"]
+                _expect(
+                    off.shape == (n + 1,), str(self.partial), f"{key}/offsets", n + 1, off.shape
+                )
+        full = base_attrs(
+            image_dim=int(f["image"].shape[1]),
+            text_dim=int(f["text"].shape[1]),
+            **self.counters,
+        )
+        full.update(attrs)
+        del f.attrs[_RESUME]
+        for k, v in full.items():
+            f.attrs[k] = json.dumps(v) if isinstance(v, dict | list | tuple) else v
+        f.close()
+        os.replace(self.partial, self.path)
+
+    def close(self) -> None:
+        """Close without finishing: the partial file stays for a resume."""
+        if getattr(self, "f", None) is not None and self.f.id.valid:
+            self.f.close()
+
+    def discard(self) -> None:
+        self.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def _resizable(group: h5py.Group, name: str, row: tuple[int, ...], dtype: Any) -> h5py.Dataset:
+    row_bytes = 64 if dtype is _STR else np.dtype(dtype).itemsize * int(np.prod(row or (1,)))
+    rows = max(1, (1 << 20) // row_bytes)  # ~1 MiB chunks
+    extra: dict[str, Any] = {"compression": "gzip"}
+    if dtype is not _STR:
+        extra.update(compression_opts=4, shuffle=True)
+    return group.create_dataset(
+        name,
+        shape=(0, *row),
+        maxshape=(None, *row),
+        dtype=dtype,
+        chunks=(rows, *row),
+        **extra,
+    )
+
+
+def _append(ds: h5py.Dataset, data: np.ndarray) -> None:
+    if len(data) == 0:
+        return
+    start = ds.shape[0]
+    ds.resize((start + len(data), *ds.shape[1:]))
+    ds[start:] = data

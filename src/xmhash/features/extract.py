@@ -1,0 +1,517 @@
+"""The feature stage: a prepared dataset -> one HDF5 feature file per encoder.
+
+Streaming and bounded in memory: items go through a DataLoader whose workers decode and
+preprocess images (and crop regions, and tokenise texts) while the main process runs the
+model; batches never straddle a chunk of ``chunk_items`` items, and each finished chunk is
+appended to a partial file next to the output (``store.FeatureWriter``). A killed run
+restarted with the same inputs and settings continues after the last finished chunk; the
+output appears atomically when all items are done.
+
+Per item it caches the global image and text embeddings and, on request, word-level text
+embeddings (``words``: each tag, or each whitespace word, or each CLIP BPE token as
+VTM-UCH does, embedded alone) and region-level image embeddings (``regions``: grid crops or
+detector boxes, whole image last). Unreadable images are an error naming the file, or
+with ``skip_corrupt`` are left out and listed in ``/skipped``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xmhash.data.prepared import Prepared, read_prepared
+from xmhash.features.encoders import (
+    Encoder,
+    ImageTransform,
+    TextBatch,
+    TextTokenizer,
+    load_encoder,
+    load_image,
+)
+from xmhash.features.regions import (
+    Detector,
+    RegionSettings,
+    grid_boxes,
+    with_whole_image,
+)
+from xmhash.features.store import Features, FeatureWriter, Ragged
+from xmhash.log import progress
+
+log = logging.getLogger(__name__)
+
+WORD_UNITS = ("none", "tags", "words", "bpe")
+
+
+class CorruptImage(ValueError):
+    """An image could not be read or decoded; the message names the file and the item."""
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    batch_size: int = 64  # items per forward pass
+    chunk_items: int = 2048  # items per resumable chunk (rounded up to whole batches)
+    workers: int = 2  # DataLoader worker processes decoding images (0 = in-process)
+    precision: str = "auto"  # autocast on CUDA: auto | fp32 | fp16 | bf16
+    words: str = "tags"  # none | tags | words | bpe
+    regions: RegionSettings = field(default_factory=RegionSettings)
+    skip_corrupt: bool = False  # leave unreadable images out (listed in /skipped)
+    text_batch_size: int = 256  # words encoded per forward pass
+
+    def __post_init__(self) -> None:
+        if self.words not in WORD_UNITS:
+            raise ValueError(f"features.words: {self.words!r}, expected one of {WORD_UNITS}")
+        for key in ("batch_size", "chunk_items", "text_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"features.{key}: {getattr(self, key)}, expected >= 1")
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ExtractSettings:
+        cfg = dict(cfg)
+        cfg["regions"] = RegionSettings.from_config(cfg.get("regions"))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in cfg.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["regions"]["queries"] = list(self.regions.queries)
+        return d
+
+
+# ---------------------------------------------------------------- loading (in workers)
+
+
+@dataclass
+class Loaded:
+    """One batch as the workers hand it over."""
+
+    index: np.ndarray  # (n,) item positions
+    ok: np.ndarray  # (n,) bool: image decoded
+    errors: list[str]  # (n,) "" or why the image failed
+    pixels: torch.Tensor  # (n_ok, 3, H, W)
+    tokens: TextBatch  # (n, L) for every item
+    crops: torch.Tensor | None  # (R, 3, H, W) grid crops of the ok items, item by item
+    boxes: list[np.ndarray]  # per ok item: (r_i, 4) boxes incl. the whole image last
+    images: list[Any] | None  # decoded PIL images of the ok items (detector mode)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def pin_memory(self) -> Loaded:
+        self.pixels = self.pixels.pin_memory()
+        self.tokens = self.tokens.pin_memory()
+        if self.crops is not None:
+            self.crops = self.crops.pin_memory()
+        return self
+
+
+class _Items(Dataset):
+    def __init__(self, paths: Sequence[str], transform: ImageTransform, regions: RegionSettings):
+        self.paths, self.transform, self.regions = list(paths), transform, regions
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        try:
+            image = load_image(self.paths[i])
+        except Exception as e:  # noqa: BLE001 - any decoding failure is reported per item
+            return {"index": i, "error": f"{type(e).__name__}: {e}"}
+        out: dict[str, Any] = {"index": i, "error": "", "pixels": self.transform(image)}
+        w, h = image.size
+        if self.regions.mode == "grid":
+            boxes = grid_boxes(w, h, self.regions.grid)
+            out["crops"] = [self.transform(image.crop(tuple(b))) for b in boxes.tolist()]
+            out["boxes"] = with_whole_image(boxes, w, h)
+        elif self.regions.mode == "detector":
+            out["image"] = image
+        return out
+
+
+class _Collate:
+    def __init__(self, tokenizer: TextTokenizer, texts: Sequence[str]):
+        self.tokenizer, self.texts = tokenizer, list(texts)
+
+    def __call__(self, samples: list[dict[str, Any]]) -> Loaded:
+        good = [s for s in samples if not s["error"]]
+        crops = [c for s in good for c in s.get("crops", [])]
+        return Loaded(
+            index=np.array([s["index"] for s in samples], np.int64),
+            ok=np.array([not s["error"] for s in samples], bool),
+            errors=[s["error"] for s in samples],
+            pixels=torch.stack([s["pixels"] for s in good]) if good else torch.zeros(0),
+            tokens=self.tokenizer([self.texts[s["index"]] for s in samples]),
+            crops=torch.stack(crops) if crops else None,
+            boxes=[s["boxes"] for s in good if "boxes" in s],
+            images=[s["image"] for s in good] if good and "image" in good[0] else None,
+        )
+
+
+def chunk_batches(start: int, n: int, batch_size: int, chunk_items: int) -> list[list[int]]:
+    """Batches of item positions from ``start`` to ``n``; none straddles a chunk boundary."""
+    out = []
+    for c0 in range(start, n, chunk_items):
+        c1 = min(c0 + chunk_items, n)
+        out.extend(list(range(b, min(b + batch_size, c1))) for b in range(c0, c1, batch_size))
+    return out
+
+
+def loader_options(workers: int, pin_memory: bool) -> dict[str, Any]:
+    """DataLoader keyword arguments (pure: tested on CPU)."""
+    opts: dict[str, Any] = {"num_workers": max(0, int(workers)), "pin_memory": pin_memory}
+    if opts["num_workers"] > 0:
+        opts.update(prefetch_factor=2, persistent_workers=False)
+    return opts
+
+
+# ---------------------------------------------------------------- words
+
+
+def item_words(item: Any, unit: str) -> list[str]:
+    """The words of one item, in order, without repeats (tags, or whitespace words)."""
+    if unit == "tags" and item.tags is not None:
+        words = [t.strip() for t in item.tags]
+    else:
+        words = item.text.split()
+    return list(dict.fromkeys(w for w in words if w))
+
+
+class WordCache:
+    """Embeddings of single words/tags/tokens, each computed once per run."""
+
+    def __init__(self, encoder: Encoder, unit: str, batch_size: int):
+        self.encoder, self.unit, self.batch_size = encoder, unit, batch_size
+        self.cache: dict[Any, np.ndarray] = {}
+
+    def rows(self, items: Sequence[Any]) -> Ragged:
+        tok = self.encoder.tokenizer
+        if self.unit == "bpe":  # VTM-UCH: each BPE token alone as [SOT, token, EOT]
+            ids = tok.content_ids([it.text for it in items])
+            keys = [row[: tok.max_length - 2] for row in ids]
+            names = [tok.tokenizer.convert_ids_to_tokens(row) for row in keys]
+        else:
+            keys = names = [item_words(it, self.unit) for it in items]
+        missing = list(dict.fromkeys(k for row in keys for k in row if k not in self.cache))
+        for i in range(0, len(missing), self.batch_size):
+            part = missing[i : i + self.batch_size]
+            batch = tok.from_ids([[k] for k in part]) if self.unit == "bpe" else tok(part)
+            self.cache.update(zip(part, self.encoder.forward_tokens(batch), strict=True))
+        dim = self.encoder.dim
+        flat = [self.cache[k] for row in keys for k in row]
+        return Ragged(
+            embeddings=np.stack(flat) if flat else np.zeros((0, dim), np.float32),
+            offsets=np.concatenate([[0], np.cumsum([len(r) for r in keys])]).astype(np.int64),
+            names=np.array([n for row in names for n in row], dtype=object),
+        )
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def extract_features(
+    prepared_dir: str | os.PathLike,
+    encoder: Encoder,
+    out: str | os.PathLike,
+    settings: ExtractSettings = ExtractSettings(),
+    *,
+    dataset: str | None = None,
+    encoder_key: str | None = None,
+    max_chunks: int | None = None,
+) -> Path | None:
+    """Write the feature file ``out``; resume from its partial file if there is one.
+
+    ``max_chunks`` stops (leaving the partial file) after that many new chunks and
+    returns None; the full run returns ``out``.
+    """
+    prep = read_prepared(prepared_dir)
+    out = Path(out)
+    n = len(prep.items)
+    fingerprint = _fingerprint(prep, encoder, settings)
+    writer = FeatureWriter(
+        out,
+        fingerprint=fingerprint,
+        n_labels=len(prep.label_names),
+        image_dim=encoder.dim,
+        text_dim=encoder.dim,
+        words=settings.words != "none",
+        regions=settings.regions.mode != "none",
+    )
+    try:
+        start = writer.consumed
+        if start:
+            log.info("%s: resuming at item %d of %d", out, start, n)
+        for done, chunk in enumerate(_chunks(prep, encoder, settings, start)):
+            writer.append(chunk.features, consumed=chunk.end, texts_truncated=chunk.truncated)
+            if max_chunks is not None and done + 1 >= max_chunks and chunk.end < n:
+                writer.close()
+                return None
+        counters = writer.counters
+        attrs = {
+            "dataset": dataset or prep.meta.get("dataset", ""),
+            "encoder": encoder_key or encoder.attrs.get("key", ""),
+            "encoder_id": encoder.attrs["id"],
+            "encoder_revision": encoder.attrs["revision"],
+            "preprocessing": encoder.attrs["preprocessing"],
+            "text_kind": prep.meta.get("text_kind", ""),
+            "text_max_tokens": encoder.tokenizer.max_length,
+            "texts_truncated": int(counters.get("texts_truncated", 0)),
+            "words_unit": settings.words,
+            "regions": asdict(settings.regions) | {"queries": list(settings.regions.queries)},
+            "transformers_version": encoder.attrs.get("transformers_version", ""),
+            "torch_version": encoder.attrs.get("torch_version", ""),
+            "n_source_items": n,
+        }
+        writer.finish(label_names=prep.label_names, attrs=attrs)
+    except BaseException:
+        writer.close()
+        raise
+    if attrs["texts_truncated"]:
+        log.info(
+            "%d of %d texts were longer than %d tokens and were truncated",
+            attrs["texts_truncated"],
+            n,
+            encoder.tokenizer.max_length,
+        )
+    return out
+
+
+@dataclass
+class _Chunk:
+    features: Features
+    end: int  # items consumed up to here
+    truncated: int
+
+
+def _chunks(
+    prep: Prepared, encoder: Encoder, settings: ExtractSettings, start: int
+) -> Iterator[_Chunk]:
+    n = len(prep.items)
+    batches = chunk_batches(start, n, settings.batch_size, settings.chunk_items)
+    if not batches:
+        return
+    paths = [str(prep.image_path(it)) for it in prep.items]
+    texts = [it.text for it in prep.items]
+    loader = DataLoader(
+        _Items(paths, encoder.transform, settings.regions),
+        batch_sampler=batches,
+        collate_fn=_Collate(encoder.tokenizer, texts),
+        **loader_options(settings.workers, encoder.pin_memory),
+    )
+    labels = prep.label_matrix()
+    split = prep.official_split()
+    words = WordCache(encoder, settings.words, settings.text_batch_size)
+    detector = (
+        Detector(settings.regions, encoder.device) if settings.regions.mode == "detector" else None
+    )
+    parts: list[dict[str, Any]] = []
+    chunk_end = min(n, start + settings.chunk_items)
+    stream = progress(loader, desc="features", total=n, unit="item", initial=start, size=len)
+    for batch in stream:
+        parts.append(_encode(batch, prep, encoder, settings, words, detector))
+        last = int(batch.index[-1]) + 1
+        if last == chunk_end:
+            yield _merge(parts, labels, split, prep, last, settings)
+            parts = []
+            chunk_end = min(n, chunk_end + settings.chunk_items)
+
+
+def _encode(
+    batch: Loaded,
+    prep: Prepared,
+    encoder: Encoder,
+    settings: ExtractSettings,
+    words: WordCache,
+    detector: Detector | None,
+) -> dict[str, Any]:
+    skipped = []
+    for i, err in zip(batch.index, batch.errors, strict=True):
+        if not err:
+            continue
+        item = prep.items[int(i)]
+        if not settings.skip_corrupt:
+            raise CorruptImage(
+                f"{prep.image_path(item)}: cannot read the image of item {item.id!r} "
+                f"({err}); repair or remove it, or set features.skip_corrupt: true to "
+                f"skip such items (they are then listed in the feature file's /skipped)"
+            )
+        log.warning(
+            "skipping item %s: unreadable image %s (%s)", item.id, prep.image_path(item), err
+        )
+        skipped.append(item.id)
+    keep = batch.index[batch.ok]
+    part: dict[str, Any] = {"index": keep, "skipped": skipped}
+    tokens = batch.tokens.select(np.flatnonzero(batch.ok))
+    part["truncated"] = int(tokens.truncated.sum())
+    if len(keep) == 0:
+        part.update(image=None, text=None, words=None, regions=None)
+        return part
+    part["image"] = encoder.forward_pixels(batch.pixels)
+    part["text"] = encoder.forward_tokens(tokens)
+    part["words"] = (
+        words.rows([prep.items[int(i)] for i in keep]) if settings.words != "none" else None
+    )
+    part["regions"] = _regions(batch, part["image"], encoder, settings, detector)
+    return part
+
+
+def _regions(
+    batch: Loaded,
+    image_emb: np.ndarray,
+    encoder: Encoder,
+    settings: ExtractSettings,
+    detector: Detector | None,
+) -> Ragged | None:
+    mode = settings.regions.mode
+    if mode == "none":
+        return None
+    if mode == "grid":
+        boxes = batch.boxes
+        crops = batch.crops
+    else:
+        assert detector is not None and batch.images is not None
+        found = detector.detect(batch.images)
+        boxes = [
+            with_whole_image(b, im.width, im.height)
+            for b, im in zip(found, batch.images, strict=True)
+        ]
+        crops_list = [
+            encoder.transform(im.crop(tuple(b)))
+            for bx, im in zip(found, batch.images, strict=True)
+            for b in bx.tolist()
+        ]
+        crops = torch.stack(crops_list) if crops_list else None
+    crop_emb = (
+        np.concatenate(
+            [
+                encoder.forward_pixels(crops[i : i + settings.batch_size])
+                for i in range(0, len(crops), settings.batch_size)
+            ]
+        )
+        if crops is not None
+        else np.zeros((0, encoder.dim), np.float32)
+    )
+    rows, pos = [], 0
+    for k, bx in enumerate(boxes):  # crops of item k, then its whole image (= its global embedding)
+        r = len(bx) - 1
+        rows.append(crop_emb[pos : pos + r])
+        rows.append(image_emb[k : k + 1])
+        pos += r
+    counts = [len(b) for b in boxes]
+    return Ragged(
+        embeddings=np.concatenate(rows).astype(np.float32),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        boxes=np.concatenate(boxes).astype(np.float32),
+    )
+
+
+def _merge(
+    parts: list[dict[str, Any]],
+    labels: np.ndarray,
+    split: np.ndarray,
+    prep: Prepared,
+    end: int,
+    settings: ExtractSettings,
+) -> _Chunk:
+    index = np.concatenate([p["index"] for p in parts]).astype(np.int64)
+    dim_parts = [p for p in parts if p["image"] is not None]
+
+    def stack(key: str) -> np.ndarray:
+        arrs = [p[key] for p in dim_parts]
+        return np.concatenate(arrs) if arrs else np.zeros((0, 0), np.float32)
+
+    def ragged(key: str) -> Ragged | None:
+        rags = [p[key] for p in dim_parts]
+        if not rags or rags[0] is None:
+            return None
+        return _concat_ragged(rags)
+
+    feats = Features(
+        ids=np.array([prep.items[i].id for i in index], dtype=object),
+        labels=labels[index],
+        image=stack("image"),
+        text=stack("text"),
+        texts=np.array([prep.items[i].text for i in index], dtype=object),
+        words=ragged("words"),
+        regions=ragged("regions"),
+        official_split=split[index],
+        skipped=[s for p in parts for s in p["skipped"]],
+    )
+    if not dim_parts:  # every image of the chunk was skipped
+        feats.image = feats.text = np.zeros((0, 1), np.float32)
+        if settings.words != "none":
+            feats.words = _empty_ragged(names=True)
+        if settings.regions.mode != "none":
+            feats.regions = _empty_ragged(names=False)
+    return _Chunk(feats, end, sum(p["truncated"] for p in parts))
+
+
+def _concat_ragged(rags: Sequence[Ragged]) -> Ragged:
+    offsets, base = [np.zeros(1, np.int64)], 0
+    for r in rags:
+        offsets.append(base + r.offsets[1:])
+        base += int(r.offsets[-1])
+    return Ragged(
+        embeddings=np.concatenate([r.embeddings for r in rags]),
+        offsets=np.concatenate(offsets).astype(np.int64),
+        names=np.concatenate([r.names for r in rags]) if rags[0].names is not None else None,
+        boxes=np.concatenate([r.boxes for r in rags]) if rags[0].boxes is not None else None,
+    )
+
+
+def _empty_ragged(*, names: bool) -> Ragged:
+    return Ragged(
+        embeddings=np.zeros((0, 1), np.float32),
+        offsets=np.zeros(1, np.int64),
+        names=np.zeros(0, dtype=object) if names else None,
+        boxes=None if names else np.zeros((0, 4), np.float32),
+    )
+
+
+def _fingerprint(prep: Prepared, encoder: Encoder, settings: ExtractSettings) -> str:
+    digest = hashlib.sha256()
+    for name in ("items.jsonl", "meta.json"):
+        path = prep.root / name
+        digest.update(path.read_bytes())
+    digest.update(
+        json.dumps(
+            {
+                "encoder": [encoder.attrs["id"], encoder.attrs["revision"]],
+                "preprocessing": encoder.attrs["preprocessing"],
+                "settings": {
+                    k: v
+                    for k, v in settings.to_dict().items()
+                    if k not in ("workers", "batch_size", "text_batch_size")
+                },
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    return digest.hexdigest()[:24]
+
+
+def run_features(
+    *,
+    prepared: str | os.PathLike,
+    out: str | os.PathLike,
+    encoder: str,
+    settings: dict[str, Any],
+    encoders: dict[str, str] | None = None,
+    device: str = "auto",
+    dataset: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """The feature stage's entry point (the Snakemake rule ``features``)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    opts = ExtractSettings.from_config(settings)
+    enc = load_encoder(encoder, device=device, dtype=opts.precision, extra=encoders)
+    extract_features(prepared, enc, out, opts, dataset=dataset, encoder_key=encoder)

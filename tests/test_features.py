@@ -1,0 +1,535 @@
+"""The feature stage: encoders, extraction to HDF5, resume, corrupt images, GPU-path logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from xmhash.data.prepared import Item, read_prepared, write_prepared
+from xmhash.features import extract as X
+from xmhash.features.encoders import (
+    EncoderNotFound,
+    ImageTransform,
+    autocast_dtype,
+    load_encoder,
+    use_pinned_memory,
+)
+from xmhash.features.extract import (
+    CorruptImage,
+    ExtractSettings,
+    chunk_batches,
+    extract_features,
+    item_words,
+    loader_options,
+)
+from xmhash.features.regions import RegionSettings, grid_boxes, prune_boxes
+from xmhash.features.store import (
+    Features,
+    FeatureWriter,
+    Ragged,
+    partial_path,
+    read_attrs,
+    read_features,
+)
+
+ALL = ("image", "text", "texts", "words", "regions")
+LABELS = ["sky", "tree", "water", "car"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are dominated by thread start-up on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_clip_dir):
+    return load_encoder(str(tiny_clip_dir), device="cpu")
+
+
+def make_prepared(root: Path, n: int = 23, *, seed: int = 0) -> Path:
+    """A prepared dataset with generated images (various sizes) and texts."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = root / "images_src"
+    images.mkdir(parents=True)
+    items = []
+    for i in range(n):
+        h, w = (int(x) for x in rng.integers(20, 60, size=2))
+        arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        ext = "png" if i % 3 else "jpg"
+        Image.fromarray(arr).save(images / f"{i}.{ext}")
+        labels = sorted(rng.choice(len(LABELS), size=int(rng.integers(1, 3)), replace=False))
+        tags = [LABELS[j] for j in labels] + (["blue sky"] if i % 4 == 1 else [])
+        text = " ".join(tags) if i % 5 else "a very long caption " * 3  # > 16 tokens
+        items.append(
+            Item(
+                id=f"it{i:03d}",
+                image=f"{i}.{ext}",
+                text=text,
+                labels=[int(x) for x in labels],
+                split="query" if i < 5 else "database",
+                tags=tags if i % 2 else None,
+            )
+        )
+    meta = {"dataset": "toy", "label_names": LABELS, "image_root": "images", "text_kind": "tags"}
+    out = root / "prepared"
+    write_prepared(out, items, meta, files={"images": images})
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("prep"))
+
+
+SETTINGS = ExtractSettings(
+    batch_size=4, chunk_items=8, workers=0, words="tags", regions=RegionSettings(mode="grid")
+)
+
+
+@pytest.fixture(scope="module")
+def extracted(prepared, encoder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("feat") / "tiny.h5"
+    assert extract_features(prepared, encoder, out, SETTINGS, encoder_key="tiny") == out
+    return out
+
+
+# ---------------------------------------------------------------- encoders
+
+
+def test_encoder_loads_from_a_saved_directory_and_normalises(encoder, tiny_clip_dir, prepared):
+    prep = read_prepared(prepared)
+    texts = [it.text for it in prep.items[:5]]
+    t = encoder.encode_texts(texts, batch_size=2)
+    paths = [prep.image_path(it) for it in prep.items[:5]]
+    v = encoder.encode_images([str(p) for p in paths], batch_size=3)
+    assert t.shape == v.shape == (5, encoder.dim) and t.dtype == v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, rtol=1e-5)
+    from PIL import Image
+
+    pil = [Image.open(p) for p in paths]
+    np.testing.assert_allclose(encoder.encode_images(pil), v, atol=1e-5)  # paths == PIL
+    assert encoder.attrs["id"] == str(tiny_clip_dir)
+    assert encoder.attrs["revision"].startswith("sha256:")
+    assert encoder.attrs["preprocessing"]["text"]["max_tokens"] == 16
+
+
+def test_registry_keys_and_extra_keys(tiny_clip_dir):
+    from xmhash.features.encoders import ENCODERS, resolve_encoder
+
+    assert resolve_encoder("vitb32") == "openai/clip-vit-base-patch32"
+    assert {"vitb16", "vitl14"} <= set(ENCODERS)
+    assert resolve_encoder("tiny", {"tiny": str(tiny_clip_dir)}) == str(tiny_clip_dir)
+    enc = load_encoder("tiny", device="cpu", extra={"tiny": str(tiny_clip_dir)})
+    assert enc.attrs["key"] == "tiny" and enc.attrs["id"] == str(tiny_clip_dir)
+
+
+def test_missing_weights_offline_say_how_to_get_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(EncoderNotFound) as err:
+        load_encoder("nope", device="cpu", extra={"nope": "xmhash-tests/no-such-clip"})
+    msg = str(err.value)
+    assert "xmhash-tests/no-such-clip" in msg and "HF_HUB_OFFLINE" in msg
+    assert "hf download" in msg and "features.encoders" in msg
+
+
+def test_missing_local_directory_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EncoderNotFound, match="empty"):
+        load_encoder(str(tmp_path / "empty"), device="cpu")
+
+
+def test_image_transform_matches_the_transformers_processor(tiny_clip_dir, rng):
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    proc = AutoImageProcessor.from_pretrained(str(tiny_clip_dir))
+    ours = ImageTransform.from_processor(proc)
+    images = [
+        Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+        for h, w in [(40, 57), (90, 33), (32, 32)]
+    ]
+    ref = proc(images=images, return_tensors="pt")["pixel_values"]
+    mine = torch.stack([ours(im) for im in images])
+    torch.testing.assert_close(mine, ref, atol=1e-5, rtol=0)
+
+
+def test_texts_are_truncated_to_the_model_limit_and_counted(encoder):
+    tok = encoder.tokenizer
+    batch = tok(["sky", "x" * 40, "tree water"])
+    assert batch.truncated.tolist() == [False, True, False]
+    assert batch.input_ids.shape[1] == tok.max_length
+    row = batch.input_ids[1]
+    assert row[0] == tok.bos and row[-1] == tok.eos
+    # padding is masked out; the short row ends with EOS at its own length
+    n0 = int(batch.attention_mask[0].sum())
+    assert batch.input_ids[0, n0 - 1] == tok.eos and batch.attention_mask[0, n0:].sum() == 0
+
+
+def test_gpu_path_decisions_are_right_without_a_gpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert autocast_dtype(cpu, "auto") is None and autocast_dtype(cpu, "fp16") is None
+    assert autocast_dtype(cuda, "auto", bf16_supported=True) is torch.bfloat16
+    assert autocast_dtype(cuda, "auto", bf16_supported=False) is torch.float16
+    assert autocast_dtype(cuda, "fp16", bf16_supported=True) is torch.float16
+    assert autocast_dtype(cuda, "fp32", bf16_supported=True) is None
+    with pytest.raises(ValueError, match="bfloat16"):
+        autocast_dtype(cuda, "bf16", bf16_supported=False)
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype(cuda, "int8", bf16_supported=True)
+    assert use_pinned_memory(cuda) and not use_pinned_memory(cpu)
+    assert loader_options(2, True) == {
+        "num_workers": 2,
+        "pin_memory": True,
+        "prefetch_factor": 2,
+        "persistent_workers": False,
+    }
+    assert loader_options(0, False) == {"num_workers": 0, "pin_memory": False}
+
+
+# ---------------------------------------------------------------- extraction
+
+
+def test_chunk_batches_never_straddle_a_chunk():
+    batches = chunk_batches(3, 23, batch_size=4, chunk_items=8)
+    assert [i for b in batches for i in b] == list(range(3, 23))
+    for b in batches:
+        assert (b[0] - 3) // 8 == (b[-1] - 3) // 8 and len(b) <= 4
+
+
+def test_feature_file_has_every_part(extracted, prepared, encoder):
+    prep = read_prepared(prepared)
+    f = read_features(extracted, parts=ALL)
+    n = len(prep.items)
+    assert list(f.ids) == [it.id for it in prep.items]
+    np.testing.assert_array_equal(f.labels, prep.label_matrix())
+    assert f.label_names == LABELS
+    assert list(f.official_split) == [it.split for it in prep.items]
+    assert list(f.texts) == [it.text for it in prep.items]
+    # global embeddings equal the public API's
+    np.testing.assert_allclose(
+        f.image, encoder.encode_images([str(prep.image_path(it)) for it in prep.items]), atol=1e-5
+    )
+    np.testing.assert_allclose(f.text, encoder.encode_texts(list(f.texts)), atol=1e-5)
+    # words: each tag (or whitespace word) alone, item -> words offsets
+    assert f.words.offsets.shape == (n + 1,)
+    for i, it in enumerate(prep.items):
+        assert list(f.words.names[f.words.offsets[i] : f.words.offsets[i + 1]]) == item_words(
+            it, "tags"
+        )
+    k = list(f.words.names).index("blue sky")
+    np.testing.assert_allclose(
+        f.words.embeddings[k], encoder.encode_texts(["blue sky"])[0], atol=1e-5
+    )
+    # regions: 2x2 grid crops then the whole image, whose embedding is the global one
+    assert (f.regions.counts() == 5).all()
+    from PIL import Image
+
+    for i in (0, 7):
+        rows = f.regions.rows(i)
+        boxes = f.regions.boxes[f.regions.offsets[i] : f.regions.offsets[i + 1]]
+        np.testing.assert_allclose(rows[-1], f.image[i], atol=1e-6)
+        im = Image.open(prep.image_path(prep.items[i])).convert("RGB")
+        assert boxes[-1].tolist() == [0, 0, im.width, im.height]
+        crop = encoder.encode_images([im.crop(tuple(boxes[1].tolist()))])[0]
+        np.testing.assert_allclose(rows[1], crop, atol=1e-5)
+    attrs = read_attrs(extracted)
+    assert attrs["encoder"] == "tiny" and attrs["encoder_id"] == encoder.attrs["id"]
+    assert attrs["encoder_revision"] == encoder.attrs["revision"]
+    assert attrs["preprocessing"]["image"]["center_crop"] == [32, 32]
+    assert attrs["texts_truncated"] == sum(len(it.text) > 16 for it in prep.items) > 0
+    assert attrs["text_max_tokens"] == 16 and attrs["image_dim"] == encoder.dim
+
+
+def test_file_is_chunked_compressed_and_plain_h5py(extracted):
+    with h5py.File(extracted, "r") as f:
+        for name in ("image", "text", "ids", "words/embeddings", "regions/boxes"):
+            assert f[name].chunks is not None and f[name].compression == "gzip", name
+        assert f["image"].dtype == np.float32 and f["regions/offsets"].dtype == np.int64
+        assert "_resume" not in f.attrs
+    assert not partial_path(extracted).exists()
+
+
+def test_worker_processes_give_the_same_file(extracted, prepared, encoder, tmp_path):
+    out = tmp_path / "w.h5"
+    settings = ExtractSettings(**{**SETTINGS.__dict__, "workers": 1, "chunk_items": 12})
+    extract_features(prepared, encoder, out, settings)
+    a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+    np.testing.assert_allclose(a.regions.embeddings, b.regions.embeddings, atol=1e-6)
+    np.testing.assert_array_equal(a.words.offsets, b.words.offsets)
+
+
+def test_bpe_words_embed_each_token_alone(prepared, encoder, tmp_path):
+    out = tmp_path / "bpe.h5"
+    settings = ExtractSettings(batch_size=8, chunk_items=64, workers=0, words="bpe")
+    extract_features(prepared, encoder, out, settings)
+    f = read_features(out, parts=("words",))
+    prep = read_prepared(prepared)
+    tok = encoder.tokenizer
+    ids = tok.content_ids([prep.items[1].text])[0][: tok.max_length - 2]
+    rows = f.words.rows(1)
+    assert len(rows) == len(ids)
+    alone = encoder.forward_tokens(tok.from_ids([[ids[0]]]))[0]
+    np.testing.assert_allclose(rows[0], alone, atol=1e-5)
+    assert read_features(out).regions is None
+
+
+# ---------------------------------------------------------------- resume
+
+
+class Interrupt(RuntimeError):
+    pass
+
+
+def test_killed_run_resumes_without_recomputing(
+    prepared, encoder, extracted, tmp_path, monkeypatch
+):
+    out = tmp_path / "r.h5"
+    real_append = FeatureWriter.append
+    calls = {"n": 0}
+
+    def flaky_append(self, chunk, **kw):
+        if calls["n"] == 2:
+            raise Interrupt("killed")
+        calls["n"] += 1
+        real_append(self, chunk, **kw)
+
+    monkeypatch.setattr(FeatureWriter, "append", flaky_append)
+    with pytest.raises(Interrupt):
+        extract_features(prepared, encoder, out, SETTINGS)
+    assert not out.exists() and partial_path(out).exists()
+    monkeypatch.setattr(FeatureWriter, "append", real_append)
+
+    seen: list[int] = []
+    real_forward = encoder.forward_pixels
+    monkeypatch.setattr(
+        encoder, "forward_pixels", lambda px: seen.append(len(px)) or real_forward(px)
+    )
+    monkeypatch.setattr(X, "_encode", _spy(X._encode, seen_items := []))
+    extract_features(prepared, encoder, out, SETTINGS)
+    first = [i for batch in seen_items for i in batch]
+    assert first == list(range(16, 23))  # chunks 0 and 1 (items 0-15) were not recomputed
+    assert sum(seen) == 7 * 5  # images through the model: 7 items x (whole + 4 grid crops)
+    assert not partial_path(out).exists()
+    a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+    np.testing.assert_array_equal(a.regions.offsets, b.regions.offsets)
+    np.testing.assert_array_equal(a.words.names, b.words.names)
+    assert read_attrs(out)["texts_truncated"] == read_attrs(extracted)["texts_truncated"]
+
+
+def _spy(fn, log):
+    def wrapped(batch, *args, **kwargs):
+        log.append(batch.index.tolist())
+        return fn(batch, *args, **kwargs)
+
+    return wrapped
+
+
+def test_uncommitted_writes_are_dropped_on_resume(prepared, encoder, extracted, tmp_path):
+    out = tmp_path / "u.h5"
+    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
+    with h5py.File(partial_path(out), "r+") as f:  # a chunk half-written when killed
+        for name in ("ids", "image"):
+            ds = f[name]
+            ds.resize((ds.shape[0] + 3, *ds.shape[1:]))
+    extract_features(prepared, encoder, out, SETTINGS)
+    a, b = read_features(extracted), read_features(out)
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+
+
+def test_partial_file_from_other_settings_is_not_reused(prepared, encoder, tmp_path):
+    out = tmp_path / "s.h5"
+    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
+    other = ExtractSettings(batch_size=4, chunk_items=8, workers=0, words="none")
+    extract_features(prepared, encoder, out, other)
+    f = read_features(out)
+    assert len(f) == 23 and f.words is None
+    with pytest.raises(Exception, match="words"):
+        read_features(out, parts=("words",))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def corrupt_prepared(tmp_path) -> Path:
+    root = make_prepared(tmp_path, n=10, seed=1)
+    prep = read_prepared(root)
+    prep.image_path(prep.items[3]).write_bytes(b"not an image at all")
+    prep.image_path(prep.items[6]).unlink()
+    return root
+
+
+def test_corrupt_image_is_an_error_naming_it(corrupt_prepared, encoder, tmp_path):
+    out = tmp_path / "c.h5"
+    with pytest.raises(CorruptImage) as err:
+        extract_features(corrupt_prepared, encoder, out, SETTINGS)
+    assert "it003" in str(err.value) and "images/3.jpg" in str(err.value)
+    assert "skip_corrupt" in str(err.value)
+    assert not out.exists()
+
+
+def test_corrupt_images_skipped_and_listed(corrupt_prepared, encoder, tmp_path):
+    out = tmp_path / "c.h5"
+    settings = ExtractSettings(**{**SETTINGS.__dict__, "skip_corrupt": True})
+    extract_features(corrupt_prepared, encoder, out, settings)
+    f = read_features(out, parts=ALL)
+    prep = read_prepared(corrupt_prepared)
+    keep = [i for i in range(10) if i not in (3, 6)]
+    assert f.skipped == ["it003", "it006"]
+    assert list(f.ids) == [prep.items[i].id for i in keep]
+    np.testing.assert_array_equal(f.labels, prep.label_matrix()[keep])
+    assert f.words.offsets.shape == f.regions.offsets.shape == (len(keep) + 1,)
+    np.testing.assert_allclose(f.regions.rows(3)[-1], f.image[3], atol=1e-6)
+
+
+def test_nan_embeddings_are_an_error(prepared, tiny_clip_dir, tmp_path):
+    enc = load_encoder(str(tiny_clip_dir), device="cpu")
+    with torch.no_grad():
+        enc.model.visual_projection.weight[0, 0] = float("nan")
+    out = tmp_path / "nan.h5"
+    with pytest.raises(FloatingPointError, match="NaN"):
+        extract_features(prepared, enc, out, SETTINGS)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- store round trip
+
+
+def test_writer_round_trip(tmp_path, rng):
+    out = tmp_path / "rt.h5"
+    w = FeatureWriter(out, fingerprint="x", n_labels=3, image_dim=4, text_dim=5, words=True)
+    chunks = []
+    for c in range(3):
+        n = 4 - c
+        counts = rng.integers(0, 3, size=n)
+        total = int(counts.sum())
+        chunk = Features(
+            ids=np.array([f"c{c}i{i}" for i in range(n)], dtype=object),
+            labels=rng.integers(0, 2, size=(n, 3)).astype(np.uint8),
+            image=rng.standard_normal((n, 4)).astype(np.float32),
+            text=rng.standard_normal((n, 5)).astype(np.float32),
+            texts=np.array([f"text {i} é" for i in range(n)], dtype=object),
+            official_split=np.array(["query"] * n, dtype=object),
+            words=Ragged(
+                embeddings=rng.standard_normal((total, 5)).astype(np.float32),
+                offsets=np.concatenate([[0], np.cumsum(counts)]),
+                names=np.array([f"w{j}" for j in range(total)], dtype=object),
+            ),
+            skipped=[f"bad{c}"] if c == 1 else [],
+        )
+        w.append(chunk, consumed=10 * (c + 1), texts_truncated=c)
+        chunks.append(chunk)
+    w.finish(label_names=["a", "b", "c"], attrs={"encoder": "k", "preprocessing": {"x": [1]}})
+    f = read_features(out, parts=ALL[:4])
+    assert list(f.ids) == [i for c in chunks for i in c.ids]
+    np.testing.assert_array_equal(f.image, np.concatenate([c.image for c in chunks]))
+    np.testing.assert_array_equal(f.labels, np.concatenate([c.labels for c in chunks]))
+    assert f.texts[0] == "text 0 é" and f.skipped == ["bad1"]
+    for ci, c in enumerate(chunks):
+        base = sum(len(x) for x in chunks[:ci])
+        for i in range(len(c)):
+            np.testing.assert_array_equal(f.words.rows(base + i), c.words.rows(i))
+    assert f.attrs["texts_truncated"] == 3 and f.attrs["preprocessing"] == {"x": [1]}
+    assert f.attrs["text_dim"] == 5 and "_resume" not in f.attrs
+
+
+# ---------------------------------------------------------------- regions
+
+
+def test_grid_boxes_tile_the_image():
+    boxes = grid_boxes(30, 20, 3)
+    assert boxes.shape == (9, 4)
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sum()
+    assert area == pytest.approx(600)
+
+
+def test_prune_boxes_keeps_the_first_of_near_duplicates():
+    boxes = np.array(
+        [[0, 0, 50, 50], [5, 5, 55, 45], [0, 0, 3, 40], [20, 0, 80, 50], [0, 0, 50, 50]],
+        np.float32,
+    )
+    kept = prune_boxes(boxes, prune_px=15, max_boxes=10, min_size=8)
+    assert kept.tolist() == [[0, 0, 50, 50], [20, 0, 80, 50]]
+    assert len(prune_boxes(boxes, prune_px=0, max_boxes=2, min_size=1)) == 2
+
+
+def test_detector_regions(prepared, encoder, tiny_detector_dir, tmp_path):
+    regions = RegionSettings(
+        mode="detector", detector=str(tiny_detector_dir), threshold=0.0, max_boxes=3, min_size=1
+    )
+    settings = ExtractSettings(
+        batch_size=8, chunk_items=64, workers=0, words="none", regions=regions
+    )
+    out = tmp_path / "det.h5"
+    extract_features(prepared, encoder, out, settings)
+    f = read_features(out, parts=("image", "regions"))
+    counts = f.regions.counts()
+    assert ((counts >= 1) & (counts <= 4)).all() and counts.sum() > len(f)
+    for i in range(len(f)):
+        np.testing.assert_allclose(f.regions.rows(i)[-1], f.image[i], atol=1e-6)
+    b = f.regions.boxes
+    assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
+    assert read_attrs(out)["regions"]["mode"] == "detector"
+
+
+def test_unknown_settings_are_rejected():
+    with pytest.raises(ValueError, match="features.words"):
+        ExtractSettings(words="letters")
+    with pytest.raises(ValueError, match="regions.mode"):
+        RegionSettings(mode="sam")
+
+
+def test_progress_counts_items_of_batches(monkeypatch, capsys):
+    from xmhash.log import progress
+
+    monkeypatch.setenv("XMHASH_PROGRESS", "1")
+    batches = [[1, 2, 3], [4, 5], [6]]
+    got = list(progress(batches, desc="features", total=8, unit="item", initial=2, size=len))
+    assert got == batches
+    err = capsys.readouterr().err
+    assert "8/8" in err and "item/s" in err
+
+
+def test_owlv2_boxes_are_scaled_to_the_padded_square():
+    from xmhash.features.regions import target_sizes
+
+    assert target_sizes([(30, 50), (80, 20)], pads_to_square=True) == [(50, 50), (80, 80)]
+    assert target_sizes([(30, 50)], pads_to_square=False) == [(30, 50)]
+
+
+def test_zero_shot_detector_regions(prepared, encoder, tmp_path):
+    from helpers.tiny_models import save_owlv2
+
+    regions = RegionSettings(
+        mode="detector",
+        detector=str(save_owlv2(tmp_path / "owl")),
+        queries=("a shape", "a thing"),
+        threshold=0.0,
+        max_boxes=2,
+        min_size=1,
+    )
+    settings = ExtractSettings(
+        batch_size=8, chunk_items=64, workers=0, words="none", regions=regions
+    )
+    out = tmp_path / "owl.h5"
+    extract_features(prepared, encoder, out, settings)
+    f = read_features(out, parts=("image", "regions"))
+    counts = f.regions.counts()
+    assert ((counts >= 1) & (counts <= 3)).all() and counts.sum() > len(f)
+    np.testing.assert_allclose(f.regions.rows(2)[-1], f.image[2], atol=1e-6)

@@ -1,0 +1,54 @@
+"""The image-caption demo through the whole workflow: generated images and captions ->
+feature stage with a tiny CLIP (loaded from disk) -> splits, training, evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_workflow, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def config(clip: Path, **features) -> dict:
+    return {
+        "run": {"datasets": ["shapes"], "methods": ["lsh", "cca_itq"], "bits": [8], "seeds": [0]},
+        "datasets": {
+            "shapes": {
+                "source": "demo_images",
+                "encoder": "tiny",
+                "demo_images": {"n_items": 120, "n_labels": 6, "image_size": 48, "n_query": 20},
+                "split": {"query": 20, "train": 60, "val": 10},
+            }
+        },
+        "features": {
+            "workers": 1,
+            "batch_size": 16,
+            "chunk_items": 32,
+            "encoders": {"tiny": str(clip)},
+            **features,
+        },
+        "evaluation": {"k": [10], "pn": [1, 10]},
+    }
+
+
+def test_image_demo_goes_through_the_feature_stage(tmp_path, tiny_clip_dir):
+    from xmhash.features.store import read_attrs, read_features
+
+    wf = copy_workflow(tmp_path)
+    (wf / "img.yaml").write_text(yaml.safe_dump(config(tiny_clip_dir)))
+    snakemake(wf, "--cores", "2", "--configfile", "img.yaml")
+    out = wf / "results/shapes/features/tiny.h5"
+    f = read_features(out, parts=("image", "text", "texts", "words", "regions"))
+    assert len(f) == 120 and f.image.shape == (120, 16)
+    assert (f.regions.counts() == 5).all() and f.words.counts().min() >= 1
+    assert read_attrs(out)["encoder_id"] == str(tiny_clip_dir)
+    assert (wf / "results/summary/metrics.tsv").exists()
+    assert (wf / "logs/shapes/features/tiny.log").exists()
+    assert (wf / "results/benchmarks/shapes/features/tiny.tsv").exists()
+    # a setting that changes the file reruns the stage (and only what depends on it)
+    (wf / "grid.yaml").write_text(yaml.safe_dump(config(tiny_clip_dir, regions={"grid": 3})))
+    plan = snakemake(wf, "-n", "--cores", "2", "--configfile", "grid.yaml").stdout
+    assert "rule features:" in plan and "rule demo_images:" not in plan

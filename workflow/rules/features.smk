@@ -1,0 +1,54 @@
+# Feature caching: a prepared dataset -> results/{dataset}/features/{encoder}.h5 (CLIP via
+# transformers), resumable; and the generated image-caption demo (source demo_images).
+
+
+# a dataset that ships features (rule import_features) gets them imported under its
+# imported encoder's key; any other key is computed here
+ruleorder: import_features > features
+
+
+rule features:
+    input:
+        prepared=prepared_path,
+    output:
+        "results/{dataset}/features/{encoder}.h5",
+    params:
+        settings=features_settings,
+        encoders=features_encoders,
+        device=features_device,
+        code=code_fingerprint("xmhash.features.extract"),
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_prepared()),
+        encoder=r"[A-Za-z0-9_.-]+",
+    threads: 2
+    log:
+        "logs/{dataset}/features/{encoder}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/features/{encoder}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=features_gpu,
+    script:
+        "../../scripts/features.py"
+
+
+rule demo_images:
+    output:
+        directory("resources/{dataset}/prepared"),
+    params:
+        spec=demo_images_spec,
+        code=code_fingerprint("xmhash.data.demo_images"),
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("demo_images")),
+    log:
+        "logs/{dataset}/prepared.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/demo_images.py"
