@@ -52,3 +52,16 @@ def test_image_demo_goes_through_the_feature_stage(tmp_path, tiny_clip_dir):
     (wf / "grid.yaml").write_text(yaml.safe_dump(config(tiny_clip_dir, regions={"grid": 3})))
     plan = snakemake(wf, "-n", "--cores", "2", "--configfile", "grid.yaml").stdout
     assert "rule features:" in plan and "rule demo_images:" not in plan
+    # search (issue 9) through the real encoder the feature file names: an item's own image
+    # hashes to its own image code, and a caption query returns ranked texts' items
+    from xmhash.data.prepared import read_prepared
+    from xmhash.search import Searcher
+
+    prepared = read_prepared(wf / "resources/shapes/prepared")
+    searcher = Searcher(wf / "results/shapes/cca_itq/8bits/seed0", device="cpu")
+    row = int(searcher.codes.database.index[0])
+    item = prepared.items[row]
+    hits = searcher.search_images([prepared.image_path(item)], k=5, same_modality=True)[0]
+    assert hits[0].distance == 0 and item.id in {h.id for h in hits if h.distance == 0}
+    hits = searcher.search_texts([item.text], k=5)[0]
+    assert len(hits) == 5 and all(h.labels is not None for h in hits)

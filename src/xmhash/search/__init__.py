@@ -65,7 +65,12 @@ def open_encoder(attrs: dict[str, Any], device: str = "auto"):
         return DemoEncoder.from_attrs(attrs)
     from xmhash.features.encoders import load_encoder
 
-    return load_encoder(attrs.get("encoder_id") or attrs["encoder"], device=device)
+    revision = attrs.get("encoder_revision") or None
+    if revision and revision.startswith("sha256:"):  # a local directory's content hash
+        revision = None
+    return load_encoder(
+        attrs.get("encoder_id") or attrs["encoder"], device=device, revision=revision
+    )
 
 
 def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
