@@ -19,4 +19,5 @@ run_training(
     summary_out=sm.output.summary,
     history_out=sm.output.history,
     threads=sm.threads,
+    graph={k.removeprefix("graph_"): v for k, v in sm.input.items() if k.startswith("graph_")},
 )

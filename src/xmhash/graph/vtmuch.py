@@ -182,8 +182,10 @@ def union(sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
 
 
 def positive_graph(s: np.ndarray) -> sp.csr_matrix:
-    """The unweighted adjacency of the positive entries of ``s`` (self-loops kept)."""
-    return sp.csr_matrix((s > 0).astype(np.float32))
+    """The unweighted, symmetric adjacency of the positive entries of ``s`` (an
+    asymmetric positive becomes an undirected edge; self-loops kept)."""
+    a = sp.csr_matrix((s > 0).astype(np.float32))
+    return a.maximum(a.T).tocsr()
 
 
 def densify_centres(g: np.ndarray, communities: np.ndarray) -> np.ndarray:
