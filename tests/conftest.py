@@ -20,17 +20,8 @@ def small_demo():
     """A small demo dataset (600 items, 64-d features) as a Features object."""
     from xmhash.data.demo import DemoSpec, generate_demo
 
-    return generate_demo(
-        DemoSpec(
-            n_items=600,
-            n_labels=8,
-            latent_dim=16,
-            image_dim=64,
-            text_dim=64,
-            words_per_label=2,
-            noise_words=10,
-        )
-    )
+    return generate_demo(DemoSpec(n_items=600, n_labels=8, latent_dim=16, image_dim=64,
+                                  text_dim=64, words_per_label=2, noise_words=10))
 
 
 @pytest.fixture(scope="session")

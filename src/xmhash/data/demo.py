@@ -101,10 +101,8 @@ def generate_demo(spec: DemoSpec) -> Features:
         return scale * _normalize(rng.standard_normal((n, dim)))
 
     # vocabulary: words_per_label words per label (near the label latent) + noise words
-    label_words = [
-        f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
-        for lab in range(c)
-    ]
+    label_words = [f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
+                   for lab in range(c)]
     vocab, vocab_latent, vocab_label = [], [], []
     for lab in range(c):
         for w in range(spec.words_per_label):
@@ -129,11 +127,8 @@ def generate_demo(spec: DemoSpec) -> Features:
                 continue
             own = np.flatnonzero(vocab_label == lab)
             tags.extend(rng.choice(own, size=rng.integers(1, 3), replace=False).tolist())
-        tags.extend(
-            rng.choice(
-                noise_ids, size=min(rng.poisson(spec.noise_tags), len(noise_ids)), replace=False
-            ).tolist()
-        )
+        tags.extend(rng.choice(noise_ids, size=min(rng.poisson(spec.noise_tags),
+                                                    len(noise_ids)), replace=False).tolist())
         if not tags:  # every text has at least one tag, as in the MIRFlickr protocol
             tags.append(int(rng.choice(noise_ids)))
         tags = list(dict.fromkeys(tags))
@@ -150,9 +145,8 @@ def generate_demo(spec: DemoSpec) -> Features:
     region_lat, whole, boxes = [], [], []
     for i in range(n):
         for lab in np.flatnonzero(labels[i]):
-            region_lat.append(
-                label_latent[lab] + 0.5 * content[i] + 0.3 * rng.standard_normal(d) / np.sqrt(d)
-            )
+            region_lat.append(label_latent[lab] + 0.5 * content[i]
+                              + 0.3 * rng.standard_normal(d) / np.sqrt(d))
             whole.append(False)
             x0, y0 = rng.integers(0, 160, size=2)
             boxes.append([x0, y0, x0 + rng.integers(32, 96), y0 + rng.integers(32, 96)])
@@ -170,50 +164,20 @@ def generate_demo(spec: DemoSpec) -> Features:
         image=image.astype(np.float32),
         text=text.astype(np.float32),
         texts=np.array(texts),
-        words=Ragged(
-            embeddings=word_emb[word_rows].astype(np.float32),
-            offsets=np.asarray(word_offsets, np.int64),
-            names=np.array([vocab[t] for t in word_rows]),
-        ),
-        regions=Ragged(
-            embeddings=region_emb.astype(np.float32),
-            offsets=region_offsets.astype(np.int64),
-            boxes=np.asarray(boxes, np.float32),
-        ),
-        attrs={
-            "dataset": "demo",
-            "encoder": "synthetic",
-            "encoder_id": "xmhash-demo-generator",
-            "encoder_revision": "",
-            "preprocessing": {"demo_spec": asdict(spec)},
-            "source": "synthetic",
-        },
+        words=Ragged(embeddings=word_emb[word_rows].astype(np.float32),
+                     offsets=np.asarray(word_offsets, np.int64),
+                     names=np.array([vocab[t] for t in word_rows])),
+        regions=Ragged(embeddings=region_emb.astype(np.float32),
+                       offsets=region_offsets.astype(np.int64),
+                       boxes=np.asarray(boxes, np.float32)),
+        attrs={"dataset": "demo", "encoder": "synthetic", "encoder_id": "xmhash-demo-generator",
+               "encoder_revision": "", "preprocessing": {"demo_spec": asdict(spec)},
+               "source": "synthetic"},
     )
 
 
 _LABEL_NAMES = [
-    "animals",
-    "baby",
-    "bird",
-    "car",
-    "clouds",
-    "dog",
-    "female",
-    "flower",
-    "food",
-    "indoor",
-    "lake",
-    "male",
-    "night",
-    "people",
-    "plant",
-    "portrait",
-    "river",
-    "sea",
-    "sky",
-    "structures",
-    "sunset",
-    "transport",
-    "tree",
-    "water",
+    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
+    "lake", "male", "night", "people", "plant", "portrait", "river", "sea", "sky", "structures",
+    "sunset", "transport", "tree", "water",
 ]

@@ -17,25 +17,23 @@ TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 CHANCE = "chance"
 
 
-def comparison(
-    df: pd.DataFrame, metric: str, methods: Sequence[str] | None = None
-) -> dict[tuple[str, str], pd.DataFrame]:
+def comparison(df: pd.DataFrame, metric: str, methods: Sequence[str] | None = None
+               ) -> dict[tuple[str, str], pd.DataFrame]:
     """{(dataset, variant): table} with rows = methods + chance, columns = (task, bits).
 
     Each cell is a (mean, std, n_seeds) tuple.
     """
     out = {}
     sel = df[df["metric"] == metric]
-    for (dataset, variant), part in sel.groupby(["dataset", "variant"], sort=False, dropna=False):
+    for (dataset, variant), part in sel.groupby(["dataset", "variant"], sort=False,
+                                                dropna=False):
         runs = part[part["task"].isin(TASK_NAMES)]
         stats = runs.groupby(["method", "task", "bits"])["value"].agg(["mean", "std", "count"])
-        order = [
-            m for m in (methods or runs["method"].unique()) if m in stats.index.get_level_values(0)
-        ]
+        order = [m for m in (methods or runs["method"].unique()) if m in
+                 stats.index.get_level_values(0)]
         cols = [(t, b) for t in TASK_NAMES for b in sorted(runs["bits"].unique())]
-        table = pd.DataFrame(
-            index=[*order, CHANCE], columns=pd.MultiIndex.from_tuples(cols), dtype=object
-        )
+        table = pd.DataFrame(index=[*order, CHANCE], columns=pd.MultiIndex.from_tuples(cols),
+                             dtype=object)
         for m in order:
             for t, b in cols:
                 if (m, t, b) in stats.index:
@@ -53,11 +51,8 @@ def _cell(v, bold: bool, latex: bool) -> str:
     if not isinstance(v, tuple):
         return "–"
     mean, std, n = v
-    text = (
-        f"{mean:.3f}"
-        if n < 2 or std != std
-        else (f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
-    )
+    text = f"{mean:.3f}" if n < 2 or std != std else (
+        f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
     if bold:
         text = f"**{text}**" if not latex else f"\\textbf{{{text}}}"
     return text
@@ -79,11 +74,8 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
     lines = [f"### {title}", "", head, sep]
     for m, row in table.iterrows():
         label = "chance (random codes)" if m == CHANCE else m
-        lines.append(
-            f"| {label} | "
-            + " | ".join(_cell(row[c], best.get(c) == m, False) for c in table.columns)
-            + " |"
-        )
+        lines.append(f"| {label} | " + " | ".join(
+            _cell(row[c], best.get(c) == m, False) for c in table.columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -92,24 +84,14 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
     bits = sorted({b for _, b in table.columns})
     tasks = [t for t in TASK_NAMES if any(c[0] == t for c in table.columns)]
     spec = "l" + "|".join("c" * len(bits) for _ in tasks)
-    lines = [
-        f"% {title}",
-        f"\\begin{{tabular}}{{{spec}}}",
-        "\\toprule",
-        "Method & "
-        + " & ".join(f"\\multicolumn{{{len(bits)}}}{{c}}{{{TASK_NAMES[t]}}}" for t in tasks)
-        + " \\\\",
-        " & " + " & ".join(str(b) for _ in tasks for b in bits) + " \\\\",
-        "\\midrule",
-    ]
+    lines = [f"% {title}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             "Method & " + " & ".join(f"\\multicolumn{{{len(bits)}}}{{c}}{{{TASK_NAMES[t]}}}"
+                                      for t in tasks) + " \\\\",
+             " & " + " & ".join(str(b) for _ in tasks for b in bits) + " \\\\", "\\midrule"]
     for m, row in table.iterrows():
         label = "Chance" if m == CHANCE else str(m).replace("_", "\\_")
-        lines.append(
-            label
-            + " & "
-            + " & ".join(_cell(row[c], best.get(c) == m, True) for c in table.columns)
-            + " \\\\"
-        )
+        lines.append(label + " & " + " & ".join(
+            _cell(row[c], best.get(c) == m, True) for c in table.columns) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -122,42 +104,27 @@ def to_html(table: pd.DataFrame, title: str) -> str:
         label = "chance (random codes)" if m == CHANCE else m
         cells = "".join(
             f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False)}"
-            f"{'</b>' if best.get(c) == m else ''}</td>"
-            for c in table.columns
-        )
+            f"{'</b>' if best.get(c) == m else ''}</td>" for c in table.columns)
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
-    return (
-        f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
-        f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n"
-    )
+    return (f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
+            f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n")
 
 
-def write_tables(
-    metrics_tsv: str,
-    metrics: Sequence[str],
-    markdown_out: str,
-    latex_out: str,
-    html_out: str,
-    methods: Sequence[str] | None = None,
-) -> None:
-    df = pd.read_csv(
-        metrics_tsv, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
-    )
+def write_tables(metrics_tsv: str, metrics: Sequence[str], markdown_out: str, latex_out: str,
+                 html_out: str, methods: Sequence[str] | None = None) -> None:
+    df = pd.read_csv(metrics_tsv, sep="\t", keep_default_na=False,
+                     dtype={"variant": str, "dataset": str})
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     md, tex, html = ["# Results\n"], [], ["<html><body><h2>Results</h2>"]
     for metric in metrics:
         for (dataset, variant), table in comparison(df, metric, methods).items():
-            title = (
-                f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
-            )
+            title = f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
             md.append(to_markdown(table, title))
             tex.append(to_latex(table, title))
             html.append(to_html(table, title))
     html.append("</body></html>")
-    for text, out in (
-        ("\n".join(md), markdown_out),
-        ("\n".join(tex), latex_out),
-        ("\n".join(html), html_out),
-    ):
+    for text, out in (("\n".join(md), markdown_out), ("\n".join(tex), latex_out),
+                      ("\n".join(html), html_out)):
         with atomic_path(out) as tmp:
             tmp.write_text(text)
+
