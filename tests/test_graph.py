@@ -132,3 +132,39 @@ def test_nmi_and_ari_reference_values():
     assert ari(a, [0, 0, 0, 1]) == pytest.approx(0.0)
     # rarest label wins
     assert dominant_label(np.array([[1, 1], [1, 0], [0, 0]])).tolist() == [1, 0, -1]
+
+
+def test_fp16_only_on_cuda():
+    import torch
+
+    from xmhash.graph.similarity import compute_dtype
+
+    assert compute_dtype(torch.device("cpu"), half=True) == torch.float32
+    assert compute_dtype(torch.device("cuda"), half=True) == torch.float16
+    assert compute_dtype(torch.device("cuda"), half=False) == torch.float32
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_knn_never_returns_self_even_with_duplicates(rng, backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    x = rng.standard_normal((20, 5)).astype(np.float32)
+    x = np.concatenate([x, x[:5]])  # exact duplicates tie with the item itself
+    idx, sim = knn(x, 3, block=7, backend=backend)
+    assert idx.shape == (25, 3)
+    assert not (idx == np.arange(25)[:, None]).any()
+    np.testing.assert_allclose(sim[:5, 0], 1.0, atol=1e-5)  # the duplicate is the best match
+
+
+def test_methods_that_train_on_graphs_declare_them():
+    import yaml
+    from conftest import REPO
+
+    from xmhash.graph.stage import BUILDERS
+    from xmhash.methods import METHODS
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name, cls in METHODS.items():
+        assert bool(cls.graphs) == ("graph" in cls.needs), name
+        for kind in cls.graphs:
+            assert kind in BUILDERS and kind in config["graph"], (name, kind)
