@@ -151,6 +151,8 @@ def object_affinity(
     n = len(visions)
     check_dense(n, n, max_dense, "object affinity")
     v = torch.as_tensor(visions)
+    m = visions.shape[1]
+    block = max(1, min(block, 2**25 // max(1, n * m * m)))  # <= 128 MiB of cosines per block
     a = np.empty((n, n), np.float32)
     for start in progress(
         range(0, n, block), desc="object affinity", total=-(-n // block), unit="block"
@@ -206,8 +208,14 @@ def densify_centres(g: np.ndarray, communities: np.ndarray) -> np.ndarray:
 
 
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d = torch.cdist(torch.as_tensor(x), torch.as_tensor(centres))
-    return d.argmin(1).numpy().astype(np.int64)
+    c = torch.as_tensor(centres)
+    step = max(1, 2**24 // max(1, len(c)))  # bounded distance blocks
+    return np.concatenate(
+        [
+            torch.cdist(torch.as_tensor(x[i : i + step]), c).argmin(1).numpy()
+            for i in range(0, len(x), step)
+        ]
+    ).astype(np.int64)
 
 
 def same_label(labels: np.ndarray) -> np.ndarray:
