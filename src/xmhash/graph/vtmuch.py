@@ -52,33 +52,35 @@ def kmeans(
     """Lloyd k-means with random init (k distinct rows), best of ``n_init`` by inertia.
 
     Each run stops when no assignment changes. Returns ``(centres (k, D), labels (n,))``;
-    deterministic for a given seed.
+    deterministic for a given seed. Distances are ||x||^2 - 2 x.c + ||c||^2 in float32
+    (one matmul per iteration), centroids are accumulated in float64.
     """
-    x = np.asarray(x, np.float64)
-    n = len(x)
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    n = len(xt)
     if not 1 <= k <= n:
         raise ValueError(f"k-means: need 1 <= n_clusters <= number of points ({n}), got {k}")
     rng = np.random.default_rng(seed)
-    sq = (x**2).sum(1)
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    x64 = xt.double()
+    sq = (xt**2).sum(1, keepdim=True)
+    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
     for _ in range(n_init):
-        c = x[rng.choice(n, size=k, replace=False)].copy()
-        labels = np.full(n, -1)
+        c = xt[torch.from_numpy(rng.choice(n, size=k, replace=False))].clone()
+        labels = torch.full((n,), -1)
         for _ in range(max_iter):
-            d = sq[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+            d = sq - 2 * xt @ c.T + (c**2).sum(1)[None, :]
             new = d.argmin(1)
-            if (new == labels).all():
+            if torch.equal(new, labels):
                 break
             labels = new
-            counts = np.bincount(labels, minlength=k)
-            sums = sp.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n)) @ x
+            counts = torch.bincount(labels, minlength=k)
+            sums = torch.zeros(k, xt.shape[1], dtype=torch.float64).index_add_(0, labels, x64)
             keep = counts > 0  # an empty cluster keeps its centre
-            c[keep] = sums[keep] / counts[keep, None]
-        inertia = float(np.maximum(d[np.arange(n), labels], 0).sum())
+            c[keep] = (sums[keep] / counts[keep, None]).float()
+        inertia = float(d.gather(1, labels[:, None]).clamp_min(0).sum())
         if best is None or inertia < best[0]:
             best = (inertia, c, labels)
     assert best is not None
-    return best[1].astype(np.float32), best[2].astype(np.int64)
+    return best[1].numpy(), best[2].numpy().astype(np.int64)
 
 
 # ---------------------------------------------------------------- S^y
