@@ -103,19 +103,41 @@ def knn(
         raise ValueError(f"unknown kNN backend {backend!r}; expected 'torch' or 'faiss'")
     device = torch.device(device)
     t = l2_normalize(_as_tensor(x, device, torch.float32)).to(compute_dtype(device, half))
-    kk = k + 1 if exclude_self else k
-    idx = np.empty((n, k), np.int64)
-    sim = np.empty((n, k), np.float32)
+    return _knn_symmetric(t, k, block, exclude_self)
+
+
+def _merge(
+    best_v: torch.Tensor, best_i: torch.Tensor, vals: torch.Tensor, ids: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    v, pos = torch.topk(torch.cat([best_v, vals], dim=1), k, dim=1)
+    return v, torch.gather(torch.cat([best_i, ids], dim=1), 1, pos)
+
+
+def _knn_symmetric(
+    t: torch.Tensor, k: int, block: int, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN computing each pair's similarity once: block i multiplies only the rows
+    from i on (the upper strip, half the n^2 d flops); the strip updates the top k of
+    block i's rows (along rows) and of the later rows (along columns)."""
+    n, device = len(t), t.device
+    best_v = torch.full((n, k), -float("inf"), device=device)
+    best_i = torch.full((n, k), -1, dtype=torch.long, device=device)
     for start in progress(range(0, n, block), desc="kNN", total=-(-n // block), unit="block"):
-        q = t[start : start + block]
-        s = (q @ t.T).float()
+        stop = min(start + block, n)
+        s = (t[start:stop] @ t[start:].T).float()  # (b, n - start)
         if exclude_self:
-            rows = torch.arange(len(q), device=device)
-            s[rows, rows + start] = -float("inf")
-        vals, ids = torch.topk(s, kk, dim=1)  # sorted, descending
-        idx[start : start + len(q)] = ids[:, :k].cpu().numpy()
-        sim[start : start + len(q)] = vals[:, :k].cpu().numpy()
-    return idx, sim
+            rows = torch.arange(stop - start, device=device)
+            s[rows, rows] = -float("inf")
+        kr = min(k, s.shape[1])
+        v, i = torch.topk(s, kr, dim=1)
+        best_v[start:stop], best_i[start:stop] = _merge(
+            best_v[start:stop], best_i[start:stop], v, i + start, k
+        )
+        if stop < n:  # the later rows see block i's items through the transposed strip
+            kc = min(k, stop - start)
+            v, i = torch.topk(s[:, stop - start :], kc, dim=0)  # (kc, n - stop)
+            best_v[stop:], best_i[stop:] = _merge(best_v[stop:], best_i[stop:], v.T, i.T + start, k)
+    return best_i.cpu().numpy(), best_v.cpu().numpy()
 
 
 def _knn_faiss(x: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
