@@ -1,8 +1,10 @@
 """Blockwise cosine similarity and exact kNN graphs (array in, array out).
 
 Nothing here materialises an N x M similarity matrix above ``max_dense`` entries: the
-kNN search walks the query rows in blocks, keeps the top k of each block and drops the
-rest, so memory is O(block x N + N x k). Torch does the matrix products (on the GPU when
+kNN search walks the rows in blocks and keeps only a running top k per row, so memory is
+O(block x N + N x k). Each pair's similarity is computed once (block i against the rows
+from i on; the strip updates the top k of both sides), which halves the n^2 d
+multiply-adds of an exact search. Torch does the matrix products (on the GPU when
 ``device`` is CUDA, in fp16 there if asked); faiss (``IndexFlatIP``, exact) is an
 optional backend for large CPU runs.
 """
