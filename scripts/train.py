@@ -22,4 +22,5 @@ run_training(
     # the noisy-label track (workflow/rules/noise.smk): noisy labels in, sample weights out
     train_labels=sm.input.get("labels"),
     sample_weights_out=sm.output.get("weights"),
+    graph={k.removeprefix("graph_"): v for k, v in sm.input.items() if k.startswith("graph_")},
 )

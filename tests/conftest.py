@@ -123,3 +123,46 @@ def tiny_detector_dir(tmp_path_factory) -> Path:
 
 
 # ---- end features (issue 4) ----
+# >>> demo_map (graph-vtmuch helper) >>>
+@pytest.fixture(scope="session")
+def demo_map():
+    """demo_map(method, feats, query_rows, db_rows) -> mean of mAP@all I->T and T->I."""
+    from xmhash import bits, metrics
+    from xmhash.methods.base import Items
+
+    def score(method, feats, query, database) -> float:
+        out = []
+        for q_mod, d_mod in (("image", "text"), ("text", "image")):
+            q = method.encode(
+                Items(
+                    image=feats.image[query],
+                    text=feats.text[query],
+                    texts=None if feats.texts is None else list(feats.texts[query]),
+                ),
+                q_mod,
+            )
+            d = method.encode(
+                Items(
+                    image=feats.image[database],
+                    text=feats.text[database],
+                    texts=None if feats.texts is None else list(feats.texts[database]),
+                ),
+                d_mod,
+            )
+            out.append(
+                metrics.evaluate(
+                    bits.pack(q),
+                    bits.pack(d),
+                    feats.labels[query],
+                    feats.labels[database],
+                    method.bits,
+                    ks=(),
+                    pn=(),
+                )["map@all"]
+            )
+        return float(np.mean(out))
+
+    return score
+
+
+# <<< demo_map <<<

@@ -119,6 +119,7 @@ def published_input(wildcards):
 
 def final_targets():
     return [
+        *graph_report_targets(),
         "results/summary/metrics.tsv",
         "results/summary/tables.md",
         *expand(
@@ -359,3 +360,66 @@ def noise_targets():
         "results/summary/noise_table.md",
         *expand("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS),
     ]
+# ---------------------------------------------------------------- graphs (graph stage)
+# A method that trains on graphs names their kinds in a class attribute
+# `graphs = ("vtmuch",)` (a literal tuple); it is read from the method's source, like the
+# code fingerprints, so the DAG is built without importing torch. The train job then gets
+# each graph file as a named input `graph_<kind>`.
+
+GRAPH = "results/{dataset}/graph/{encoder}/{kind}/seed{seed}"
+GRAPH_LOG = "logs/{dataset}/graph/{encoder}/{kind}/seed{seed}"
+GRAPH_BENCH = "results/benchmarks/{dataset}/graph/{encoder}/{kind}/seed{seed}"
+GRAPH_SETTINGS = ("max_dense",)
+GRAPH_KINDS = [k for k in config.get("graph", {}) if k not in GRAPH_SETTINGS]
+
+
+@lru_cache(maxsize=None)
+def method_graphs(method):
+    path = _module_file(f"xmhash.methods.{method}")
+    if path is None:
+        return ()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                target = (stmt.targets[0] if isinstance(stmt, ast.Assign)
+                          else getattr(stmt, "target", None))
+                if isinstance(target, ast.Name) and target.id == "graphs" and stmt.value:
+                    kinds = tuple(ast.literal_eval(stmt.value))
+                    missing = [k for k in kinds if k not in GRAPH_KINDS]
+                    if missing:
+                        raise WorkflowError(
+                            f"method {method} trains on graph(s) {missing}, which have no "
+                            f"block under `graph:` in config.yaml (defined: {GRAPH_KINDS})"
+                        )
+                    return kinds
+    return ()
+
+
+def graph_file(dataset, kind, seed, ext=".h5"):
+    return GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind,
+                        seed=seed) + ext
+
+
+def graph_inputs(wildcards):
+    """Named train inputs {graph_<kind>: graph file} of the method's graphs (or none)."""
+    return {
+        f"graph_{kind}": graph_file(wildcards.dataset, kind, wildcards.seed)
+        for kind in method_graphs(wildcards.method)
+    }
+
+
+def graph_spec(wildcards):
+    return config["graph"][wildcards.kind] or {}
+
+
+def graph_settings(wildcards):
+    return {"device": config["device"],
+            **{k: config["graph"][k] for k in GRAPH_SETTINGS if k in config["graph"]}}
+
+
+def graph_report_targets():
+    """The community-size plot of every graph a method of the grid trains on."""
+    return sorted({
+        graph_file(d, kind, seed, "_sizes.png")
+        for d in DATASETS for m in METHODS for kind in method_graphs(m) for seed in SEEDS
+    })

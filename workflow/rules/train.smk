@@ -3,6 +3,7 @@
 
 rule train:
     input:
+        unpack(graph_inputs),
         features=features_path,
         split="results/{dataset}/splits/seed{seed}.npz",
     output:

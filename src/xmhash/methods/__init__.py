@@ -13,6 +13,7 @@ from xmhash.methods.enhash import ENHash  # enhash
 from xmhash.methods.gce_centre import GCECentre  # noisy-label track (issue 7)
 from xmhash.methods.lsh import LSH
 from xmhash.methods.rshnl import RSHNL  # noisy-label track (issue 7)
+from xmhash.methods.vtmuch import VTMUCH  # graph-vtmuch helper
 
 METHODS: dict[str, type[HashMethod]] = {
     cls.name: cls
@@ -24,6 +25,7 @@ METHODS: dict[str, type[HashMethod]] = {
         CECentre,  # noisy-label track (issue 7)
         GCECentre,  # noisy-label track (issue 7)
         DCMHFeat,  # noisy-label track (issue 7)
+        VTMUCH,  # graph-vtmuch helper
     )
 }
 

@@ -9,7 +9,10 @@ It declares:
 * ``supervised``: whether training may see (possibly noisy) labels;
 * ``needs``: extra training inputs beyond the global features: ``texts``, ``words``,
   ``regions`` (from the feature file), ``graph`` (from the graph stage), ``encoder``
-  (the encoder weights, for methods that fine-tune it).
+  (the encoder weights, for methods that fine-tune it);
+* ``graphs``: with ``graph`` in ``needs``, the graph kinds it trains on (keys of the
+  ``graph:`` config block), as a literal tuple (the workflow reads it from the source);
+  ``TrainData.graph`` then maps each kind to its graph file (:mod:`xmhash.graph.store`).
 
 Two kinds:
 
@@ -181,6 +184,7 @@ class HashMethod(ABC):
     citation: ClassVar[str] = ""
     supervised: ClassVar[bool] = False
     needs: ClassVar[frozenset[str]] = frozenset()
+    graphs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

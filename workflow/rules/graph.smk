@@ -1,0 +1,55 @@
+# Similarity graphs and Leiden communities: one job per dataset x encoder x graph kind x
+# split seed, on that seed's training rows. Methods that declare `graphs = (...)` get the
+# files as named train inputs (graph_inputs in common.smk).
+
+
+rule graph:
+    input:
+        features="results/{dataset}/features/{encoder}.h5",
+        split="results/{dataset}/splits/seed{seed}.npz",
+    output:
+        graph=f"{GRAPH}.h5",
+        stats=f"{GRAPH}.json",
+    params:
+        spec=graph_spec,
+        settings=graph_settings,
+        code=code_fingerprint("xmhash.graph.stage"),
+    wildcard_constraints:
+        kind=alternatives(GRAPH_KINDS),
+    threads: 1
+    log:
+        f"{GRAPH_LOG}.log",
+    benchmark:
+        f"{GRAPH_BENCH}.tsv"
+    conda:
+        "../../envs/graph.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../../scripts/graph.py"
+
+
+rule graph_plot:
+    input:
+        f"{GRAPH}.json",
+    output:
+        report(
+            f"{GRAPH}_sizes.png",
+            caption="../report/graph.rst",
+            category="Graphs",
+            subcategory="{dataset}",
+        ),
+    params:
+        code=code_fingerprint("xmhash.graph.plot"),
+    wildcard_constraints:
+        kind=alternatives(GRAPH_KINDS),
+    log:
+        f"{GRAPH_LOG}_plot.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../../scripts/graph_plot.py"
