@@ -8,12 +8,14 @@ from __future__ import annotations
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
 from xmhash.methods.lsh import LSH
+from xmhash.methods.ucch import UCCH  # ucch-family
 
 METHODS: dict[str, type[HashMethod]] = {
     cls.name: cls
     for cls in (
         LSH,
         CCAITQ,
+        UCCH,  # ucch-family
     )
 }
 
