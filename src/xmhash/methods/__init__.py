@@ -9,6 +9,7 @@ from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
 from xmhash.methods.lsh import LSH
 from xmhash.methods.ucch import UCCH  # ucch-family
+from xmhash.methods.ucmfh import UCMFH  # ucch-family
 
 METHODS: dict[str, type[HashMethod]] = {
     cls.name: cls
@@ -16,6 +17,7 @@ METHODS: dict[str, type[HashMethod]] = {
         LSH,
         CCAITQ,
         UCCH,  # ucch-family
+        UCMFH,  # ucch-family
     )
 }
 
