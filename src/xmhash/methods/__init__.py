@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
+from xmhash.methods.cirh import CIRH  # ucch-family
 from xmhash.methods.lsh import LSH
 from xmhash.methods.ucch import UCCH  # ucch-family
 from xmhash.methods.ucmfh import UCMFH  # ucch-family
@@ -18,6 +19,7 @@ METHODS: dict[str, type[HashMethod]] = {
         CCAITQ,
         UCCH,  # ucch-family
         UCMFH,  # ucch-family
+        CIRH,  # ucch-family
     )
 }
 
