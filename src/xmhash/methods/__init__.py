@@ -8,6 +8,7 @@ from __future__ import annotations
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
 from xmhash.methods.cirh import CIRH  # ucch-family
+from xmhash.methods.daeh import DAEH  # ucch-family
 from xmhash.methods.lsh import LSH
 from xmhash.methods.ucch import UCCH  # ucch-family
 from xmhash.methods.ucmfh import UCMFH  # ucch-family
@@ -20,6 +21,7 @@ METHODS: dict[str, type[HashMethod]] = {
         UCCH,  # ucch-family
         UCMFH,  # ucch-family
         CIRH,  # ucch-family
+        DAEH,  # ucch-family
     )
 }
 
