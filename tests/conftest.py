@@ -195,3 +195,19 @@ def demo_chance(demo: DemoData) -> float:
 
     f, sp = demo.features, demo.split
     return metrics.expected_random_map(f.labels[sp.query], f.labels[sp.database])
+
+
+# ---------------------------------------------------------------- single-threaded torch
+# (ucch-family) For the demo checks of per-method tests: on a shared, loaded machine
+# torch's intra-op threads spin against each other and make small ops orders of magnitude
+# slower; one thread is fast and deterministic. Restores the previous setting.
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,15 +20,6 @@ from xmhash.methods.cirh import (
 )
 from xmhash.train import TrainSettings, fit
 
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # three unit vectors at 0, 60 and 180 degrees: cosines 0.5 (0-1), -1 (0-2), -0.5 (1-2)
 X = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [-1.0, 0.0]])
 

@@ -22,15 +22,6 @@ from xmhash.methods.daeh import (
 )
 from xmhash.train import TrainSettings, fit
 
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ten distances in the bin [0.50, 0.51), one far left, one far right
 DIST = torch.tensor([0.505] * 10 + [0.305, 0.905])
 

@@ -21,16 +21,6 @@ from xmhash.methods.ucch import (
 from xmhash.train import TrainSettings, fit
 
 
-@pytest.fixture
-def one_thread():
-    """The demo checks run single-threaded: on a shared, loaded machine intra-op threads
-    spin against each other and make tiny ops orders of magnitude slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_ranking_loss_orthogonal_pairs():
     # S = I: no negative within the margin, so both are lowered by the shift
     u = torch.eye(2)
@@ -105,3 +95,25 @@ def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
     ours = demo_map(demo_default, "ucch")
     assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)
+
+
+class _Killed(UCCH):
+    def on_epoch_end(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_restores_the_memory_bank(small_demo, tmp_path):
+    p = UCCHParams(epochs=3, batch_size=50, hidden=32, negatives=32)
+    data = _data(small_demo, 200)
+    torch.manual_seed(0)
+    ref = UCCH(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    fit(ref, data, TrainSettings(device="cpu", checkpoint_every=0))
+    torch.manual_seed(0)
+    killed = _Killed(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+    resumed = UCCH(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    fit(resumed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+    for key, value in ref.net.state_dict().items():
+        assert torch.allclose(value, resumed.net.state_dict()[key], atol=1e-6), key

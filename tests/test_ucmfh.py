@@ -15,14 +15,6 @@ from xmhash.methods.ucmfh import UCMFH, TokenEncoderLayer, UCMFHParams, nt_xent
 from xmhash.train import TrainSettings, fit
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_nt_xent_on_orthogonal_pairs():
     e = torch.eye(2)
     # each of the 4 rows: partner cosine 1, the two others 0; temperature 0.5 -> logits 2, 0, 0
