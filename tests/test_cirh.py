@@ -20,6 +20,9 @@ from xmhash.methods.cirh import (
 )
 from xmhash.train import TrainSettings, fit
 
+# single-threaded: fast and deterministic on a shared machine (see conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # three unit vectors at 0, 60 and 180 degrees: cosines 0.5 (0-1), -1 (0-2), -0.5 (1-2)
 X = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [-1.0, 0.0]])
 
@@ -94,7 +97,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo):
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
 
 
-def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread):
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
     ours = demo_map(demo_default, "cirh")
     assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)

@@ -22,6 +22,9 @@ from xmhash.methods.daeh import (
 )
 from xmhash.train import TrainSettings, fit
 
+# single-threaded: fast and deterministic on a shared machine (see conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # ten distances in the bin [0.50, 0.51), one far left, one far right
 DIST = torch.tensor([0.505] * 10 + [0.305, 0.905])
 
@@ -102,7 +105,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo):
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
 
 
-def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread):
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
     ours = demo_map(demo_default, "daeh")
     assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)

@@ -20,6 +20,9 @@ from xmhash.methods.ucch import (
 )
 from xmhash.train import TrainSettings, fit
 
+# single-threaded: fast and deterministic on a shared machine (see conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_ranking_loss_orthogonal_pairs():
     # S = I: no negative within the margin, so both are lowered by the shift
@@ -91,7 +94,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo, tmp_path):
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
 
 
-def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread):
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
     ours = demo_map(demo_default, "ucch")
     assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)

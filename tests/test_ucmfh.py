@@ -14,6 +14,9 @@ from xmhash.methods.base import Items, TrainData
 from xmhash.methods.ucmfh import UCMFH, TokenEncoderLayer, UCMFHParams, nt_xent
 from xmhash.train import TrainSettings, fit
 
+# single-threaded: fast and deterministic on a shared machine (see conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_nt_xent_on_orthogonal_pairs():
     e = torch.eye(2)
@@ -88,7 +91,7 @@ def test_codes_need_only_one_modality(small_demo):
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
 
 
-def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread):
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
     ours = demo_map(demo_default, "ucmfh")
     assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)

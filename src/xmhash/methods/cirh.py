@@ -134,9 +134,9 @@ class CIRHNet(nn.Module):
         v_t = F.normalize(self.enc_text(x_t), dim=1)
         g_i = F.relu(self.bn_image(s @ self.gcn_image(v_i)))
         g_t = F.relu(self.bn_text(s @ self.gcn_text(v_t)))
-        eye = torch.eye(m, device=s.device, dtype=s.dtype)
-        block = torch.cat([torch.cat([s, eye], 1), torch.cat([eye, s], 1)], 0)
-        g_j = self.bn_joint(block @ self.gcn_joint(torch.cat([v_i, v_t])))
+        # [[S, I], [I, S]] @ [a; b] = [S a + b; a + S b], without the 2m x 2m matrix
+        a, b = self.gcn_joint(torch.cat([v_i, v_t])).split(m)
+        g_j = self.bn_joint(torch.cat([s @ a + b, a + s @ b]))
         v_j = F.relu(g_j[:m] + g_j[m:])
         h_j = self.head_joint(v_j)
         h_i = self.head_image(torch.cat([g_i, v_j], 1))
