@@ -194,7 +194,7 @@ def test_autocast_only_on_cuda():
     assert isinstance(method._autocast(), torch.autocast)
 
 
-def test_beats_lsh_clearly_on_a_demo_at_32_bits(demo_map, tmp_path):
+def test_beats_lsh_clearly_on_a_demo_at_32_bits(score_map, tmp_path):
     """The whole path (vtmuch graph -> training) on a mid-sized demo, against the floor."""
     from xmhash.data.demo import DemoSpec, generate_demo
     from xmhash.data.splits import make_split
@@ -212,5 +212,5 @@ def test_beats_lsh_clearly_on_a_demo_at_32_bits(demo_map, tmp_path):
     fit(method, _data(f, rows, graph), TrainSettings(device="cpu", checkpoint_every=0))
     lsh = LSH(LSHParams(), bits=32, image_dim=512, text_dim=512, seed=0)
     lsh.fit(_data(f, rows, graph))
-    ours, floor = (demo_map(m, f, split.query, split.database) for m in (method, lsh))
+    ours, floor = (score_map(m, f, split.query, split.database) for m in (method, lsh))
     assert ours > floor + 0.03, (ours, floor)

@@ -8,11 +8,15 @@ from __future__ import annotations
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
 from xmhash.methods.ce_centre import CECentre  # noisy-label track (issue 7)
+from xmhash.methods.cirh import CIRH  # ucch-family
+from xmhash.methods.daeh import DAEH  # ucch-family
 from xmhash.methods.dcmh_feat import DCMHFeat  # noisy-label track (issue 7)
 from xmhash.methods.enhash import ENHash  # enhash
 from xmhash.methods.gce_centre import GCECentre  # noisy-label track (issue 7)
 from xmhash.methods.lsh import LSH
 from xmhash.methods.rshnl import RSHNL  # noisy-label track (issue 7)
+from xmhash.methods.ucch import UCCH  # ucch-family
+from xmhash.methods.ucmfh import UCMFH  # ucch-family
 from xmhash.methods.vtmuch import VTMUCH  # graph-vtmuch helper
 
 METHODS: dict[str, type[HashMethod]] = {
@@ -26,6 +30,10 @@ METHODS: dict[str, type[HashMethod]] = {
         GCECentre,  # noisy-label track (issue 7)
         DCMHFeat,  # noisy-label track (issue 7)
         VTMUCH,  # graph-vtmuch helper
+        UCCH,  # ucch-family
+        UCMFH,  # ucch-family
+        CIRH,  # ucch-family
+        DAEH,  # ucch-family
     )
 }
 

@@ -1,0 +1,97 @@
+"""UCMFH: loss terms on hand-computable inputs, the fusion layer, training, codes, the demo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import demo_chance, demo_map
+from torch import nn
+
+from xmhash.methods.base import Items, TrainData
+from xmhash.methods.ucmfh import UCMFH, TokenEncoderLayer, UCMFHParams, nt_xent
+from xmhash.train import TrainSettings, fit
+
+# single-threaded: fast and deterministic on a shared machine (see conftest)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_nt_xent_on_orthogonal_pairs():
+    e = torch.eye(2)
+    # each of the 4 rows: partner cosine 1, the two others 0; temperature 0.5 -> logits 2, 0, 0
+    expected = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert nt_xent(e, e.clone(), 0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_single_pair_is_zero():
+    a = torch.tensor([[3.0, 4.0]])
+    assert nt_xent(a, -a, 0.5).item() == pytest.approx(0.0, abs=1e-6)  # only the partner
+
+
+def test_token_layer_equals_torch_encoder_layer_on_length_one_sequences():
+    torch.manual_seed(0)
+    d, ff = 16, 32
+    ref = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=ff, batch_first=True).eval()
+    ours = TokenEncoderLayer(d, ff, 0.1).eval()
+    with torch.no_grad():
+        ours.value.weight.copy_(ref.self_attn.in_proj_weight[2 * d :])
+        ours.value.bias.copy_(ref.self_attn.in_proj_bias[2 * d :])
+        ours.out.load_state_dict(ref.self_attn.out_proj.state_dict())
+        ours.ff[0].load_state_dict(ref.linear1.state_dict())
+        ours.ff[3].load_state_dict(ref.linear2.state_dict())
+        ours.norm1.load_state_dict(ref.norm1.state_dict())
+        ours.norm2.load_state_dict(ref.norm2.state_dict())
+        x = torch.randn(5, d)
+        assert torch.allclose(ours(x), ref(x[:, None, :])[:, 0], atol=1e-5)
+
+
+def test_hash_lr_follows_the_per_iteration_multistep():
+    m = UCMFH(
+        UCMFHParams(fusion_layers=1, fusion_ff=8, hidden=8, lr_milestones=(2, 4)),
+        bits=8,
+        image_dim=4,
+        text_dim=4,
+    )
+    opt, sched = m.configure_optimizer(steps_per_epoch=10)
+    lrs = []
+    for _ in range(5):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert [lr[0] for lr in lrs] == [1e-4] * 5
+    assert [lr[1] for lr in lrs] == pytest.approx([1e-3, 1e-3, 1.2e-3, 1.2e-3, 1.44e-3])
+
+
+def _data(demo, n=400):
+    rows = np.arange(n)
+    return TrainData(
+        image=torch.tensor(demo.image[rows]), text=torch.tensor(demo.text[rows]), rows=rows
+    )
+
+
+def test_training_reduces_the_loss(small_demo):
+    p = UCMFHParams(epochs=5, batch_size=50, fusion_layers=1, fusion_ff=64, hidden=64)
+    m = UCMFH(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    torch.manual_seed(0)
+    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_every=0))
+    hist = summary["history"]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["hash"] < hist[0]["hash"] and hist[-1]["fusion"] < hist[0]["fusion"]
+
+
+def test_codes_need_only_one_modality(small_demo):
+    p = UCMFHParams(epochs=1, batch_size=50, fusion_layers=1, fusion_ff=32, hidden=32)
+    m = UCMFH(p, bits=24, image_dim=64, text_dim=64, seed=0)
+    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_every=0))
+    for modality in ("image", "text"):
+        items = Items(**{modality: getattr(small_demo, modality)[:30]})  # the other is absent
+        codes = m.encode(items, modality)
+        assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
+    chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
+    ours = demo_map(demo_default, "ucmfh")
+    assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)
