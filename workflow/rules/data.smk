@@ -16,8 +16,8 @@ rule demo_features:
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/demo_features.py"
 
@@ -34,8 +34,10 @@ rule split:
         "logs/{dataset}/splits/seed{seed}.log",
     conda:
         "../../envs/core.yaml"
+    group:
+        "splits_{dataset}"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000, per_input_mb=1.0),
+        runtime=scaled(5),
     script:
         "../../scripts/split.py"
