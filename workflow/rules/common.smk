@@ -4,6 +4,7 @@
 import ast
 import hashlib
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -196,11 +197,16 @@ def gpu_jobs(wildcards):
     return 1 if uses_cuda() else 0
 
 
-def scaled(base, per_input_mb=0.0):
-    """A resource callable: base + per_input_mb x input MB, x RETRY_GROWTH per retry."""
+def scaled(base, per_input_mb=0.0, on="features"):
+    """A resource callable: base + per_input_mb x size of input `on` (MB), x RETRY_GROWTH
+    per retry. Scales by one named input that exists before the job's group starts (the
+    feature file), not by input.size_mb: inside a job group, outputs of earlier group
+    members do not exist when Slurm resources are computed, and would count as 0."""
 
     def resource(wildcards, input, attempt):
-        size = 0.0 if per_input_mb == 0 else input.size_mb
+        size = 0.0
+        if per_input_mb and on in input.keys() and os.path.exists(input[on]):
+            size = os.path.getsize(input[on]) / 1e6
         return math.ceil((base + per_input_mb * size) * RETRY_GROWTH ** (attempt - 1))
 
     return resource
