@@ -50,7 +50,7 @@ def planned_jobs(wf: Path, *configfiles: str) -> set[tuple[str, str]]:
     out = snakemake(wf, *args).stdout
     jobs, rule = set(), None
     for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
+        m = re.match(r"^\s*(?:local)?rule (\w+):", line)  # indented in group jobs
         if m:
             rule = m.group(1)
             if rule == "all":
