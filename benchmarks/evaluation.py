@@ -34,8 +34,9 @@ def load_labels(n: int, seed: int) -> tuple[np.ndarray, str]:
     return (rng.random((n, 24)) < 0.15).astype(np.uint8), "random labels (24, p=0.15)"
 
 
-def loop_map(q: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, bits: int,
-             tie_rank: np.ndarray) -> float:
+def loop_map(
+    q: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray, bits: int, tie_rank: np.ndarray
+) -> float:
     """The plain per-query loop (±1 codes, one sort per query)."""
     aps = []
     for i in range(len(q)):
@@ -57,27 +58,39 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
     args = ap.parse_args()
     labels, source = load_labels(args.queries + args.database, 0)
-    ql, dl = labels[: args.queries], labels[args.queries:]
-    print(f"{args.queries} queries x {args.database} database items, {source}, "
-          f"load {os.getloadavg()[0]:.1f}")
-    print(f"{'bits':>5} {'vectorised s':>13} {'loop s':>8} {'speed-up':>9} "
-          f"{'mAP@all':>9} {'loop mAP':>9} {'same':>5}")
+    ql, dl = labels[: args.queries], labels[args.queries :]
+    print(
+        f"{args.queries} queries x {args.database} database items, {source}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'bits':>5} {'vectorised s':>13} {'loop s':>8} {'speed-up':>9} "
+        f"{'mAP@all':>9} {'loop mAP':>9} {'same':>5}"
+    )
     for nbits in args.bits:
         rng = np.random.default_rng(nbits)
         # codes correlated with the labels, so the ranking is not random
         proj = rng.standard_normal((labels.shape[1], nbits))
         codes = B.binarize(labels @ proj + 1.5 * rng.standard_normal((len(labels), nbits)))
-        qc, dc = codes[: args.queries], codes[args.queries:]
+        qc, dc = codes[: args.queries], codes[args.queries :]
         t = time.perf_counter()
         res = M.evaluate(B.pack(qc), B.pack(dc), ql, dl, nbits, ks=(50,), pn=(100,))
         fast = time.perf_counter() - t
         t = time.perf_counter()
-        ref = loop_map(qc.astype(np.float32), dc.astype(np.float32), ql.astype(np.float32),
-                       dl.astype(np.float32), nbits, M.tie_permutation(args.database, 0))
+        ref = loop_map(
+            qc.astype(np.float32),
+            dc.astype(np.float32),
+            ql.astype(np.float32),
+            dl.astype(np.float32),
+            nbits,
+            M.tie_permutation(args.database, 0),
+        )
         slow = time.perf_counter() - t
         same = abs(ref - res["map@all"]) < 1e-9
-        print(f"{nbits:>5} {fast:>13.2f} {slow:>8.2f} {slow / fast:>8.1f}x "
-              f"{res['map@all']:>9.5f} {ref:>9.5f} {str(same):>5}")
+        print(
+            f"{nbits:>5} {fast:>13.2f} {slow:>8.2f} {slow / fast:>8.1f}x "
+            f"{res['map@all']:>9.5f} {ref:>9.5f} {str(same):>5}"
+        )
         if not same:
             raise SystemExit(f"mAP differs at {nbits} bits: {res['map@all']} vs {ref}")
 

@@ -15,8 +15,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def init(snakemake):
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
+    # first, even if already listed further down (e.g. after an editable install of
+    # another checkout): a job imports the xmhash of the workflow it belongs to
+    if str(SRC) in sys.path:
+        sys.path.remove(str(SRC))
+    sys.path.insert(0, str(SRC))
     if snakemake.log:
         sys.stderr = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115
     os.environ.setdefault("PYTHONHASHSEED", "0")

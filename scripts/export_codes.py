@@ -15,5 +15,5 @@ export_run(
     mat_out=sm.output.mat or None,
     device=sm.params.device,
     threads=sm.threads,
-    attrs={"dataset": sm.wildcards.dataset},
+    attrs={"dataset": sm.wildcards.dataset, "features": sm.input.features},
 )

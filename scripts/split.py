@@ -6,5 +6,9 @@ init(snakemake)  # noqa: F821
 
 from xmhash.data.splits import split_features  # noqa: E402
 
-split_features(snakemake.input.features, snakemake.output[0],  # noqa: F821
-               seed=int(snakemake.wildcards.seed), **snakemake.params.split)  # noqa: F821
+split_features(
+    snakemake.input.features,
+    snakemake.output[0],  # noqa: F821
+    seed=int(snakemake.wildcards.seed),
+    **snakemake.params.split,
+)  # noqa: F821

@@ -7,5 +7,13 @@ init(snakemake)  # noqa: F821
 from xmhash.report.tables import write_tables  # noqa: E402
 
 sm = snakemake  # noqa: F821
-write_tables(sm.input[0], sm.params.metrics, sm.output.markdown, sm.output.latex,
-             sm.output.html, methods=sm.params.methods)
+write_tables(
+    sm.input.metrics,
+    sm.params.metrics,
+    sm.output.markdown,
+    sm.output.latex,
+    sm.output.html,
+    methods=sm.params.methods,
+    published_tsv=sm.input.published[0] if sm.input.published else None,
+    published_as=sm.params.published_as,
+)

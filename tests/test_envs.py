@@ -53,7 +53,8 @@ def test_env_versions_equal_pyproject():
             pypi = CONDA_TO_PYPI.get(name, name)
             assert pypi in pins, f"envs/{env}: {name} is not a dependency in pyproject.toml"
             assert pins[pypi] == version, (
-                f"envs/{env}: {name} ={version}, pyproject.toml pins {pypi}=={pins[pypi]}")
+                f"envs/{env}: {name} ={version}, pyproject.toml pins {pypi}=={pins[pypi]}"
+            )
 
 
 def test_every_job_dependency_is_in_some_env():

@@ -78,9 +78,12 @@ def test_split_rejects_impossible_sizes():
 
 def test_codes_round_trip_and_mat(tmp_path, rng):
     def side(n):
-        return make_codeset(np.where(rng.random((n, 12)) < 0.5, -1, 1),
-                            np.where(rng.random((n, 12)) < 0.5, -1, 1),
-                            [f"id{i}" for i in range(n)], np.arange(n))
+        return make_codeset(
+            np.where(rng.random((n, 12)) < 0.5, -1, 1),
+            np.where(rng.random((n, 12)) < 0.5, -1, 1),
+            [f"id{i}" for i in range(n)],
+            np.arange(n),
+        )
 
     codes = Codes(bits=12, query=side(3), database=side(5), attrs={"method": "lsh", "seed": 1})
     save_codes(tmp_path / "codes.h5", codes)

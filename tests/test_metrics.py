@@ -64,8 +64,13 @@ def ref_ap_k_dcmh(rel_sorted, k):
 def brute_force(q, db, ql, dl, bits, ks, pn, tie_seed):
     qb, dbb = B.unpack(q, bits), B.unpack(db, bits)
     tie_rank = M.tie_permutation(len(db), tie_seed)
-    out = {"map@all": [], **{f"map@{k}": [] for k in ks}, **{f"map@{k}_djsrh": [] for k in ks},
-           **{f"map@{k}_dcmh": [] for k in ks}, **{f"p@{n}": [] for n in pn}}
+    out = {
+        "map@all": [],
+        **{f"map@{k}": [] for k in ks},
+        **{f"map@{k}_djsrh": [] for k in ks},
+        **{f"map@{k}_dcmh": [] for k in ks},
+        **{f"p@{n}": [] for n in pn},
+    }
     for i in range(len(qb)):
         dist = [int((qb[i] != dbb[j]).sum()) for j in range(len(dbb))]
         rel = [bool((ql[i] & dl[j]).any()) for j in range(len(dbb))]
@@ -131,7 +136,9 @@ def test_hand_computed_ties_and_tie_aware():
     else:  # ranks 3 and 4 -> (1/3 + 2/4) / 2
         assert res["map@all"] == pytest.approx((1 / 3 + 2 / 4) / 2)
     # tie-aware: average of the two orderings, whatever the tie rule
-    assert res["map@all_tie_aware"] == pytest.approx(((1 / 2 + 2 / 4) / 2 + (1 / 3 + 2 / 4) / 2) / 2)
+    assert res["map@all_tie_aware"] == pytest.approx(
+        ((1 / 2 + 2 / 4) / 2 + (1 / 3 + 2 / 4) / 2) / 2
+    )
     assert res["p@n"]["1"] == 0.0
 
 
@@ -168,8 +175,7 @@ def test_k_larger_than_database_is_clipped():
 def test_map_at_k_definitions_differ_as_documented():
     # ranking: rel at ranks 1 and 5, K = 2, R = 2
     q = _codes([[1, 1, 1, 1]])
-    db = _codes([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, -1, -1], [1, -1, -1, -1],
-                 [-1, -1, -1, -1]])
+    db = _codes([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, -1, -1], [1, -1, -1, -1], [-1, -1, -1, -1]])
     ql = np.array([[1]])
     dl = np.array([[1], [0], [0], [0], [1]])
     res = M.evaluate(q, db, ql, dl, 4, ks=(2,), pn=(), tie_seed=0)
@@ -249,8 +255,19 @@ def test_expected_random_map_matches_random_codes(rng):
     ql = (rng.random((40, 6)) < 0.3).astype(np.uint8)
     dl = (rng.random((200, 6)) < 0.3).astype(np.uint8)
     floor = M.expected_random_map(ql, dl)
-    draws = [M.evaluate(M.random_codes(40, 16, s), M.random_codes(200, 16, s + 99), ql, dl, 16,
-                        ks=(), pn=(), tie_seed=s)["map@all"] for s in range(30)]
+    draws = [
+        M.evaluate(
+            M.random_codes(40, 16, s),
+            M.random_codes(200, 16, s + 99),
+            ql,
+            dl,
+            16,
+            ks=(),
+            pn=(),
+            tie_seed=s,
+        )["map@all"]
+        for s in range(30)
+    ]
     assert np.mean(draws) == pytest.approx(floor, abs=3 * np.std(draws) / np.sqrt(30) + 1e-3)
 
 
@@ -266,5 +283,10 @@ def test_perfect_codes_score_one():
 
 def test_length_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="disagree in length"):
-        M.evaluate(np.zeros((3, 1), np.uint8), np.zeros((4, 1), np.uint8),
-                   np.zeros((2, 2)), np.zeros((4, 2)), 8)
+        M.evaluate(
+            np.zeros((3, 1), np.uint8),
+            np.zeros((4, 1), np.uint8),
+            np.zeros((2, 2)),
+            np.zeros((4, 2)),
+            8,
+        )

@@ -60,7 +60,8 @@ def test_schema_config_and_params_agree(name):
         if expected and "type" in spec:
             types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
             assert expected in types or (expected == "number" and "integer" in types), (
-                f"schema methods.{name}.{key}: {spec['type']} vs {hints[key]}")
+                f"schema methods.{name}.{key}: {spec['type']} vs {hints[key]}"
+            )
     assert name in CONFIG["methods"], f"config.yaml has no methods.{name} block"
     assert sorted(CONFIG["methods"][name]) == sorted(fields), f"config.yaml methods.{name}"
     cls.Params.from_config(CONFIG["methods"][name], f"methods.{name}")
@@ -103,10 +104,15 @@ def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
         params = dataclasses.replace(params, epochs=1, batch_size=64)
     rows = np.arange(200)
     f = small_demo
-    data = TrainData(image=torch.tensor(f.image[rows]), text=torch.tensor(f.text[rows]),
-                     rows=rows, labels=torch.tensor(f.labels[rows], dtype=torch.float32),
-                     texts=list(f.texts[rows]), words=f.words.subset(rows),
-                     regions=f.regions.subset(rows))
+    data = TrainData(
+        image=torch.tensor(f.image[rows]),
+        text=torch.tensor(f.text[rows]),
+        rows=rows,
+        labels=torch.tensor(f.labels[rows], dtype=torch.float32),
+        texts=list(f.texts[rows]),
+        words=f.words.subset(rows),
+        regions=f.regions.subset(rows),
+    )
     method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
     summary = fit(method, data, TrainSettings(device="cpu", checkpoint_every=0))
     assert summary["selection"] in ("closed-form", "last")

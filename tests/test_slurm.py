@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
-from test_workflow import copy_workflow, snakemake
+from conftest import REPO, copy_workflow, snakemake
 
 SMOKE = "tests/config/smoke.yaml"
 SLURM_CFG = "tests/config/slurm.yaml"

@@ -42,8 +42,10 @@ class Toy(DeepMethod):
         return getattr(self.net, modality)(x)
 
     def loss(self, batch: Batch, epoch: int):
-        hi, ht = torch.tanh(self.project(batch.image, "image")), torch.tanh(
-            self.project(batch.text, "text"))
+        hi, ht = (
+            torch.tanh(self.project(batch.image, "image")),
+            torch.tanh(self.project(batch.text, "text")),
+        )
         align = (hi - ht).pow(2).mean()
         quant = (hi.abs() - 1).pow(2).mean() + (ht.abs() - 1).pow(2).mean()
         return {"loss": align + quant, "align": align, "quant": quant}
@@ -54,8 +56,11 @@ class Toy(DeepMethod):
 
 
 def _data(small_demo, rows):
-    return TrainData(image=torch.tensor(small_demo.image[rows]),
-                     text=torch.tensor(small_demo.text[rows]), rows=rows)
+    return TrainData(
+        image=torch.tensor(small_demo.image[rows]),
+        text=torch.tensor(small_demo.text[rows]),
+        rows=rows,
+    )
 
 
 def _toy(seed=0, **kw):
@@ -65,8 +70,13 @@ def _toy(seed=0, **kw):
 
 def test_history_csv_has_every_loss_term(small_demo, tmp_path):
     m = _toy()
-    summary = fit(m, _data(small_demo, np.arange(300)), TrainSettings(device="cpu"),
-                  history_csv=tmp_path / "h.csv", checkpoint=tmp_path / "c.ckpt")
+    summary = fit(
+        m,
+        _data(small_demo, np.arange(300)),
+        TrainSettings(device="cpu"),
+        history_csv=tmp_path / "h.csv",
+        checkpoint=tmp_path / "c.ckpt",
+    )
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
     assert {"loss", "align", "quant", "lr", "seconds"} <= set(rows[0])
@@ -83,16 +93,27 @@ def test_resume_after_kill_equals_uninterrupted_run(small_demo, tmp_path):
     killed = _toy()
     killed.fail_at = 3
     with pytest.raises(KeyboardInterrupt):
-        fit(killed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt",
-            history_csv=tmp_path / "h.csv")
+        fit(
+            killed,
+            data,
+            TrainSettings(device="cpu"),
+            checkpoint=tmp_path / "c.ckpt",
+            history_csv=tmp_path / "h.csv",
+        )
     assert (tmp_path / "c.ckpt").exists()
 
     resumed = _toy(seed=0)
-    summary = fit(resumed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt",
-                  history_csv=tmp_path / "h.csv")
+    summary = fit(
+        resumed,
+        data,
+        TrainSettings(device="cpu"),
+        checkpoint=tmp_path / "c.ckpt",
+        history_csv=tmp_path / "h.csv",
+    )
     assert [r["epoch"] for r in summary["history"]] == list(range(1, 7))
-    for (k, a), b in zip(ref.net.state_dict().items(), resumed.net.state_dict().values(),
-                         strict=True):
+    for (k, a), b in zip(
+        ref.net.state_dict().items(), resumed.net.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
 
 
@@ -109,8 +130,10 @@ def test_checkpoint_of_other_settings_is_ignored(small_demo, tmp_path):
 
 def test_val_selection_keeps_the_best_validation_epoch(small_demo):
     data = _data(small_demo, np.arange(300))
-    val = ValData(items=Items(image=small_demo.image[400:500], text=small_demo.text[400:500]),
-                  labels=small_demo.labels[400:500])
+    val = ValData(
+        items=Items(image=small_demo.image[400:500], text=small_demo.text[400:500]),
+        labels=small_demo.labels[400:500],
+    )
     m = _toy(epochs=5)
     summary = fit(m, data, TrainSettings(device="cpu", select="val"), val=val)
     scores = [r["val_map"] for r in summary["history"]]

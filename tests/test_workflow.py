@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
 SMOKE = "tests/config/smoke.yaml"
-COPY = ["Snakefile", "config.yaml", "pyproject.toml", "workflow", "scripts", "envs", "src",
-        "config", "tests/config"]
-
-
-def copy_workflow(dst: Path) -> Path:
-    for name in COPY:
-        src = REPO / name
-        if not src.exists():
-            continue
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / name)
-    return dst
-
-
-def snakemake(wf: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XMHASH_PROGRESS": "0"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=wf, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
 
 
 def planned_jobs(wf: Path, *configfiles: str) -> set[tuple[str, str]]:
@@ -79,8 +50,16 @@ def wf(tmp_path_factory) -> Path:
 
 def test_demo_produces_tables_plots_and_report(wf):
     summary = wf / "results/summary"
-    for name in ("metrics.tsv", "curves.tsv", "tables.md", "tables.tex", "tables.html",
-                 "plots/demo/map_vs_bits.png", "plots/demo/pr.png", "plots/demo/pn.png"):
+    for name in (
+        "metrics.tsv",
+        "curves.tsv",
+        "tables.md",
+        "tables.tex",
+        "tables.html",
+        "plots/demo/map_vs_bits.png",
+        "plots/demo/pr.png",
+        "plots/demo/pn.png",
+    ):
         assert (summary / name).stat().st_size > 0, name
     run = wf / "results/demo/cca_itq/16bits/seed1"
     for name in ("model.pt", "train.json", "train_log.csv", "codes.h5", "metrics.json"):
@@ -147,12 +126,15 @@ def test_metrics_code_change_reruns_evaluation_not_training(wf, edited):
     assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
 
 
-@pytest.mark.parametrize("overlay, message", [
-    ({"methods": {"cca_itq": {"regg": 1.0}}}, "regg"),
-    ({"run": {"bits": ["many"]}}, "many"),
-    ({"evaluation": {"tie_seed": "zero"}}, "tie_seed"),
-    ({"run": {"methods": ["nosuchmethod"]}}, "nosuchmethod"),
-])
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ({"methods": {"cca_itq": {"regg": 1.0}}}, "regg"),
+        ({"run": {"bits": ["many"]}}, "many"),
+        ({"evaluation": {"tie_seed": "zero"}}, "tie_seed"),
+        ({"run": {"methods": ["nosuchmethod"]}}, "nosuchmethod"),
+    ],
+)
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
     wf = copy_workflow(tmp_path / "wf")
     (wf / "bad.yaml").write_text(yaml.safe_dump(overlay))

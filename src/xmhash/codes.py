@@ -59,11 +59,16 @@ class Codes:
         return unpack(getattr(getattr(self, which), modality), self.bits)
 
 
-def make_codeset(image: np.ndarray, text: np.ndarray, ids: np.ndarray,
-                 index: np.ndarray) -> CodeSet:
+def make_codeset(
+    image: np.ndarray, text: np.ndarray, ids: np.ndarray, index: np.ndarray
+) -> CodeSet:
     """Build a code set from ±1 (or 0/1) code matrices."""
-    return CodeSet(image=pack(image), text=pack(text), ids=np.asarray(ids).astype(str),
-                   index=np.asarray(index, np.int64))
+    return CodeSet(
+        image=pack(image),
+        text=pack(text),
+        ids=np.asarray(ids).astype(str),
+        index=np.asarray(index, np.int64),
+    )
 
 
 def save_codes(path: str | os.PathLike, codes: Codes) -> None:
@@ -75,34 +80,49 @@ def save_codes(path: str | os.PathLike, codes: Codes) -> None:
             for mod in MODALITIES:
                 arr = getattr(cs, mod)
                 if arr.shape != (len(cs.ids), nbytes) or arr.dtype != np.uint8:
-                    raise CodeFileError(f"{name}/{mod}: shape {arr.shape} {arr.dtype}, expected "
-                                        f"({len(cs.ids)}, {nbytes}) uint8 for {codes.bits} bits")
+                    raise CodeFileError(
+                        f"{name}/{mod}: shape {arr.shape} {arr.dtype}, expected "
+                        f"({len(cs.ids)}, {nbytes}) uint8 for {codes.bits} bits"
+                    )
                 g.create_dataset(mod, data=arr, compression="gzip")
             g.create_dataset("ids", data=cs.ids.astype(object), dtype=h5py.string_dtype())
             g.create_dataset("index", data=cs.index)
-        f.attrs.update({"format_version": FORMAT_VERSION, "xmhash_version": __version__,
-                        "bits": codes.bits, **codes.attrs})
+        f.attrs.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "xmhash_version": __version__,
+                "bits": codes.bits,
+                **codes.attrs,
+            }
+        )
 
 
 def load_codes(path: str | os.PathLike) -> Codes:
     path = Path(path)
     if not path.exists():
-        raise CodeFileError(f"no exported codes at {path}: run the export stage first "
-                            f"(snakemake {path})")
+        raise CodeFileError(
+            f"no exported codes at {path}: run the export stage first (snakemake {path})"
+        )
     with h5py.File(path, "r") as f:
         if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise CodeFileError(f"{path}: format_version {f.attrs.get('format_version')}, "
-                                f"expected {FORMAT_VERSION}")
+            raise CodeFileError(
+                f"{path}: format_version {f.attrs.get('format_version')}, expected {FORMAT_VERSION}"
+            )
         sets = {}
         for name in SETS:
             if name not in f:
                 raise CodeFileError(f"{path}: missing /{name}")
             g = f[name]
-            sets[name] = CodeSet(image=g["image"][()], text=g["text"][()],
-                                 ids=g["ids"].asstr()[()], index=g["index"][()])
+            sets[name] = CodeSet(
+                image=g["image"][()],
+                text=g["text"][()],
+                ids=g["ids"].asstr()[()],
+                index=g["index"][()],
+            )
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-    return Codes(bits=int(attrs["bits"]), query=sets["query"], database=sets["database"],
-                 attrs=attrs)
+    return Codes(
+        bits=int(attrs["bits"]), query=sets["query"], database=sets["database"], attrs=attrs
+    )
 
 
 def export_mat(path: str | os.PathLike, codes: Codes) -> None:

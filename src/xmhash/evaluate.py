@@ -16,9 +16,17 @@ log = logging.getLogger(__name__)
 TASKS = {"i2t": ("image", "text"), "t2i": ("text", "image")}
 
 
-def evaluate_run(*, codes: str, features: str, out: str, ks: Sequence[int], pn: Sequence[int],
-                 tie_seed: int, train_summary: str | None = None,
-                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_run(
+    *,
+    codes: str,
+    features: str,
+    out: str,
+    ks: Sequence[int],
+    pn: Sequence[int],
+    tie_seed: int,
+    train_summary: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     c = load_codes(codes)
     labels = read_labels(features)
     ql, dl = labels[c.query.index], labels[c.database.index]
@@ -32,21 +40,40 @@ def evaluate_run(*, codes: str, features: str, out: str, ks: Sequence[int], pn: 
     }
     for task, (qm, dm) in TASKS.items():
         result["tasks"][task] = metrics.evaluate(
-            getattr(c.query, qm), getattr(c.database, dm), ql, dl, c.bits,
-            ks=ks, pn=pn, tie_seed=tie_seed)
-        log.info("%s: mAP@all %.4f (tie-aware %.4f)", task, result["tasks"][task]["map@all"],
-                 result["tasks"][task]["map@all_tie_aware"])
-    rnd = metrics.evaluate(metrics.random_codes(len(ql), c.bits, tie_seed + 1),
-                           metrics.random_codes(len(dl), c.bits, tie_seed + 2), ql, dl, c.bits,
-                           ks=ks, pn=(), tie_seed=tie_seed)
+            getattr(c.query, qm),
+            getattr(c.database, dm),
+            ql,
+            dl,
+            c.bits,
+            ks=ks,
+            pn=pn,
+            tie_seed=tie_seed,
+        )
+        log.info(
+            "%s: mAP@all %.4f (tie-aware %.4f)",
+            task,
+            result["tasks"][task]["map@all"],
+            result["tasks"][task]["map@all_tie_aware"],
+        )
+    rnd = metrics.evaluate(
+        metrics.random_codes(len(ql), c.bits, tie_seed + 1),
+        metrics.random_codes(len(dl), c.bits, tie_seed + 2),
+        ql,
+        dl,
+        c.bits,
+        ks=ks,
+        pn=(),
+        tie_seed=tie_seed,
+    )
     result["chance"] = {
         "map@all_expected": metrics.expected_random_map(ql, dl),
         "random_codes": {k: v for k, v in rnd.items() if k.startswith("map@")},
     }
     if train_summary:
         summary = read_json(train_summary)
-        result["selection"] = {k: summary.get(k) for k in ("selection", "epoch", "epochs",
-                                                           "val_map")}
+        result["selection"] = {
+            k: summary.get(k) for k in ("selection", "epoch", "epochs", "val_map")
+        }
         result["train_seconds"] = summary.get("seconds")
     write_json(out, result)
     return result

@@ -15,9 +15,17 @@ from xmhash.methods.base import Items, load_model, resolve_device
 log = logging.getLogger(__name__)
 
 
-def export_run(*, model: str, features: str, split: str, codes_out: str,
-               mat_out: str | None = None, device: str = "auto", threads: int | None = None,
-               attrs: dict[str, Any] | None = None) -> Codes:
+def export_run(
+    *,
+    model: str,
+    features: str,
+    split: str,
+    codes_out: str,
+    mat_out: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Codes:
     if threads:
         torch.set_num_threads(threads)
     method = load_model(model, resolve_device(device))
@@ -27,16 +35,23 @@ def export_run(*, model: str, features: str, split: str, codes_out: str,
     sets = {}
     for name in ("query", "database"):
         rows = getattr(sp, name)
-        items = Items(image=feats.image[rows], text=feats.text[rows],
-                      texts=[feats.texts[i] for i in rows] if feats.texts is not None else None)
+        items = Items(
+            image=feats.image[rows],
+            text=feats.text[rows],
+            texts=[feats.texts[i] for i in rows] if feats.texts is not None else None,
+        )
         codes = {m: method.encode(items, m) for m in ("image", "text")}
         sets[name] = make_codeset(codes["image"], codes["text"], feats.ids[rows], rows)
         balance = {m: float((c > 0).mean()) for m, c in codes.items()}
         log.info("%s: %d items, share of 1-bits %s", name, len(rows), balance)
         if min(balance.values()) in (0.0, 1.0):
             log.warning("%s codes are constant: the model collapsed", name)
-    out = Codes(bits=method.bits, query=sets["query"], database=sets["database"],
-                attrs={"method": method.name, "seed": method.seed, **(attrs or {})})
+    out = Codes(
+        bits=method.bits,
+        query=sets["query"],
+        database=sets["database"],
+        attrs={"method": method.name, "seed": method.seed, **(attrs or {})},
+    )
     save_codes(codes_out, out)
     if mat_out:
         export_mat(mat_out, out)

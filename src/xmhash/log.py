@@ -27,8 +27,9 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
     logging.captureWarnings(True)
 
 
-def progress(iterable: Iterable[T], *, desc: str, total: int | None = None,
-             unit: str = "it") -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
     """A tqdm progress bar (rate and ETA) on stderr; plain iteration when tqdm is off.
 
     Set ``XMHASH_PROGRESS=0`` to silence bars (the tests do). Bars go to stderr, which
@@ -39,5 +40,12 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None,
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr,
-                    mininterval=1.0, dynamic_ncols=False)
+    yield from tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        file=sys.stderr,
+        mininterval=1.0,
+        dynamic_ncols=False,
+    )

@@ -58,8 +58,11 @@ def protocol(ks: Sequence[int], pn: Sequence[int], tie_seed: int) -> dict:
         "tie_seed": tie_seed,
         "tie_aware": "map@all_tie_aware = expected AP over orderings within tie blocks",
         "zero_relevant_queries": {
-            "map@all": "left out of the mean", "map@K": "left out of the mean",
-            "map@K_djsrh": "count as 0", "map@K_dcmh": "count as 0", "p@N": "count as 0",
+            "map@all": "left out of the mean",
+            "map@K": "left out of the mean",
+            "map@K_djsrh": "count as 0",
+            "map@K_dcmh": "count as 0",
+            "p@N": "count as 0",
         },
         "map_at_k": {
             "map@K": "standard AP@K, 1/min(R,K)",
@@ -75,7 +78,7 @@ def protocol(ks: Sequence[int], pn: Sequence[int], tie_seed: int) -> dict:
 # --------------------------------------------------------------------------- distances
 
 
-def _as_words(packed: np.ndarray) -> np.ndarray:
+def as_words(packed: np.ndarray) -> np.ndarray:
     """View packed bytes as uint64 words (zero-padded), for a fast popcount."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
     pad = (-packed.shape[1]) % 8
@@ -88,7 +91,7 @@ def hamming(query: np.ndarray, database: np.ndarray) -> np.ndarray:
     """Hamming distances (nq, ndb) uint16 between packed codes, by popcount(xor)."""
     if query.shape[1] != database.shape[1]:
         raise ValueError(f"code widths differ: {query.shape[1]} vs {database.shape[1]} bytes")
-    q, db = _as_words(query), _as_words(database)
+    q, db = as_words(query), as_words(database)
     out = np.zeros((len(q), len(db)), np.uint16)
     for w in range(q.shape[1]):
         out += np.bitwise_count(q[:, w : w + 1] ^ db[None, :, w]).astype(np.uint16)
@@ -156,14 +159,16 @@ def _tie_aware_from_counts(n: np.ndarray, r: np.ndarray, harmonic: np.ndarray) -
     dh = harmonic[p_i + n_i] - harmonic[p_i]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(n > 1, (r - 1) / np.maximum(n - 1, 1), 0.0)
-        contrib = np.where(n > 0, r / np.maximum(n, 1) * ((h + 1) * dh + frac * (n - (p + 1) * dh)),
-                           0.0)
+        contrib = np.where(
+            n > 0, r / np.maximum(n, 1) * ((h + 1) * dh + frac * (n - (p + 1) * dh)), 0.0
+        )
         total_r = r.sum(axis=1)
         return np.where(total_r > 0, contrib.sum(axis=1) / total_r, np.nan)
 
 
-def tie_aware_ap(dist: np.ndarray, rel: np.ndarray, bits: int,
-                 harmonic: np.ndarray | None = None) -> np.ndarray:
+def tie_aware_ap(
+    dist: np.ndarray, rel: np.ndarray, bits: int, harmonic: np.ndarray | None = None
+) -> np.ndarray:
     """Expected AP over random orderings within tie blocks, per query (NaN when R = 0)."""
     b, n_db = dist.shape
     flat = (np.arange(b)[:, None] * (bits + 1) + dist).ravel()
@@ -183,8 +188,15 @@ def _row_search(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.nd
     return idx.reshape(values.shape) - np.arange(b, dtype=np.int64)[:, None] * n
 
 
-def _block_metrics(dist: np.ndarray, rel: np.ndarray, tie_rank: np.ndarray, bits: int,
-                   ks: Sequence[int], pn: Sequence[int], harmonic: np.ndarray) -> _Block:
+def _block_metrics(
+    dist: np.ndarray,
+    rel: np.ndarray,
+    tie_rank: np.ndarray,
+    bits: int,
+    ks: Sequence[int],
+    pn: Sequence[int],
+    harmonic: np.ndarray,
+) -> _Block:
     b, n_db = dist.shape
     rows = np.arange(b)[:, None]
     order = rank_order(dist, tie_rank)
@@ -206,8 +218,13 @@ def _block_metrics(dist: np.ndarray, rel: np.ndarray, tie_rank: np.ndarray, bits
     relevant = np.where(retrieved > 0, hits[rows, np.maximum(retrieved, 1) - 1], 0)
     n_at = np.diff(retrieved, axis=1, prepend=0)
     r_at = np.diff(relevant, axis=1, prepend=0)
-    blk = _Block(ap_all=ap_all, ap_tie=_tie_aware_from_counts(n_at, r_at, harmonic), n_rel=n_rel,
-                 pr_retrieved=retrieved, pr_relevant=relevant)
+    blk = _Block(
+        ap_all=ap_all,
+        ap_tie=_tie_aware_from_counts(n_at, r_at, harmonic),
+        n_rel=n_rel,
+        pr_retrieved=retrieved,
+        pr_relevant=relevant,
+    )
 
     # dcmh: up to the rank of the min(k, R)-th relevant item, wherever it is ranked
     m_all = np.minimum(n_rel[:, None], np.asarray(ks, np.int64)[None, :])
@@ -220,8 +237,9 @@ def _block_metrics(dist: np.ndarray, rel: np.ndarray, tie_rank: np.ndarray, bits
         with np.errstate(invalid="ignore", divide="ignore"):
             blk.ap_k[f"map@{k}"] = np.where(n_rel > 0, s / np.minimum(n_rel, kk), np.nan)
             blk.ap_k[f"map@{k}_djsrh"] = np.where(h_k > 0, s / np.maximum(h_k, 1), 0.0)
-            blk.ap_k[f"map@{k}_dcmh"] = np.where(m > 0, at(np.where(m > 0, pos_all[:, j], 0)) / m,
-                                                 0.0)
+            blk.ap_k[f"map@{k}_dcmh"] = np.where(
+                m > 0, at(np.where(m > 0, pos_all[:, j], 0)) / m, 0.0
+            )
     for nn in pn:
         blk.p_n[nn] = hits[:, min(nn, n_db) - 1] / min(nn, n_db)
     return blk
@@ -232,19 +250,29 @@ def _blocks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def evaluate(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.ndarray,
-             db_labels: np.ndarray, bits: int, *, ks: Sequence[int] = (50, 100, 500),
-             pn: Sequence[int] = (1, 10, 50, 100, 500, 1000), tie_seed: int = 0,
-             block: int = 128) -> dict:
+def evaluate(
+    q_codes: np.ndarray,
+    db_codes: np.ndarray,
+    q_labels: np.ndarray,
+    db_labels: np.ndarray,
+    bits: int,
+    *,
+    ks: Sequence[int] = (50, 100, 500),
+    pn: Sequence[int] = (1, 10, 50, 100, 500, 1000),
+    tie_seed: int = 0,
+    block: int = 128,
+) -> dict:
     """All metrics of one retrieval task (e.g. image queries -> text database).
 
     ``q_codes``/``db_codes`` are packed uint8 codes; labels are (N, C) multi-hot.
     Returns a JSON-ready dict; see the module docstring for every definition.
     """
     if len(q_codes) != len(q_labels) or len(db_codes) != len(db_labels):
-        raise ValueError("codes and labels disagree in length: "
-                         f"query {len(q_codes)} vs {len(q_labels)}, "
-                         f"database {len(db_codes)} vs {len(db_labels)}")
+        raise ValueError(
+            "codes and labels disagree in length: "
+            f"query {len(q_codes)} vs {len(q_labels)}, "
+            f"database {len(db_codes)} vs {len(db_labels)}"
+        )
     n_db = len(db_codes)
     tie_rank = tie_permutation(n_db, tie_seed)
     harmonic = _harmonic(n_db)
@@ -280,10 +308,12 @@ def evaluate(q_codes: np.ndarray, db_codes: np.ndarray, q_labels: np.ndarray,
     out["pr"] = {
         "radius": list(range(bits + 1)),
         "precision": [_nanmean(precision[:, r]) for r in range(bits + 1)],
-        "recall": [float(recall[:, r].mean()) if len(recall) else float("nan")
-                   for r in range(bits + 1)],
-        "coverage": [float(nonempty[:, r].mean()) if len(nonempty) else 0.0
-                     for r in range(bits + 1)],
+        "recall": [
+            float(recall[:, r].mean()) if len(recall) else float("nan") for r in range(bits + 1)
+        ],
+        "coverage": [
+            float(nonempty[:, r].mean()) if len(nonempty) else 0.0 for r in range(bits + 1)
+        ],
     }
     return out
 

@@ -86,15 +86,24 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 def validation_map(method: HashMethod, val: ValData) -> float:
     """Mean of mAP@all I->T and T->I with the validation split as queries and database."""
     packed = {m: bits.pack(method.encode(val.items, m)) for m in ("image", "text")}
-    scores = [metrics.evaluate(packed[q], packed[d], val.labels, val.labels, method.bits,
-                               ks=(), pn=())["map@all"]
-              for q, d in (("image", "text"), ("text", "image"))]
+    scores = [
+        metrics.evaluate(packed[q], packed[d], val.labels, val.labels, method.bits, ks=(), pn=())[
+            "map@all"
+        ]
+        for q, d in (("image", "text"), ("text", "image"))
+    ]
     return float(np.mean(scores))
 
 
 def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -> str:
-    key = {"method": method.name, "params": method.params.to_dict(), "bits": method.bits,
-           "seed": method.seed, "n": len(data), "select": settings.select}
+    key = {
+        "method": method.name,
+        "params": method.params.to_dict(),
+        "bits": method.bits,
+        "seed": method.seed,
+        "n": len(data),
+        "select": settings.select,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -110,9 +119,15 @@ def _write_history(path: Path | None, history: list[dict[str, Any]]) -> None:
         w.writerows(history)
 
 
-def fit(method: HashMethod, data: TrainData, settings: TrainSettings = TrainSettings(), *,
-        val: ValData | None = None, checkpoint: str | os.PathLike | None = None,
-        history_csv: str | os.PathLike | None = None) -> dict[str, Any]:
+def fit(
+    method: HashMethod,
+    data: TrainData,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    val: ValData | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    history_csv: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Train ``method`` on ``data``; return a JSON-ready summary of what was done."""
     t0 = time.perf_counter()
     history_path = Path(history_csv) if history_csv else None
@@ -120,8 +135,13 @@ def fit(method: HashMethod, data: TrainData, settings: TrainSettings = TrainSett
         method.fit(data)
         history = [{"epoch": 0, "seconds": round(time.perf_counter() - t0, 3)}]
         _write_history(history_path, history)
-        return {"selection": "closed-form", "epoch": None, "epochs": 0, "history": history,
-                "seconds": time.perf_counter() - t0}
+        return {
+            "selection": "closed-form",
+            "epoch": None,
+            "epochs": 0,
+            "history": history,
+            "seconds": time.perf_counter() - t0,
+        }
     if not isinstance(method, DeepMethod):
         raise TypeError(f"{method.name}: neither a ClosedFormMethod nor a DeepMethod")
     if settings.select == "val" and val is None:
@@ -152,8 +172,12 @@ def fit(method: HashMethod, data: TrainData, settings: TrainSettings = TrainSett
         else:
             log.info("ignoring checkpoint %s: it belongs to other settings", ckpt)
 
-    for epoch in progress(range(start, epochs), desc=f"{method.name} {method.bits}bits",
-                          total=epochs - start, unit="epoch"):
+    for epoch in progress(
+        range(start, epochs),
+        desc=f"{method.name} {method.bits}bits",
+        total=epochs - start,
+        unit="epoch",
+    ):
         te = time.perf_counter()
         method.net.train()
         method.on_epoch_start(epoch)
@@ -171,25 +195,43 @@ def fit(method: HashMethod, data: TrainData, settings: TrainSettings = TrainSett
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: v / max(count, 1) for k, v in sums.items()})
         row["lr"] = method.optimizer.param_groups[0]["lr"]
-        if settings.select == "val" and ((epoch + 1) % settings.val_every == 0
-                                         or epoch + 1 == epochs):
+        if settings.select == "val" and (
+            (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
+        ):
             row["val_map"] = validation_map(method, val)
             if best is None or row["val_map"] > best[0]:
                 best = (row["val_map"], epoch + 1, copy.deepcopy(method.net.state_dict()))
         row["seconds"] = round(time.perf_counter() - te, 3)
         history.append(row)
-        log.info("epoch %d/%d %s", epoch + 1, epochs,
-                 " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"))
+        log.info(
+            "epoch %d/%d %s",
+            epoch + 1,
+            epochs,
+            " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"),
+        )
         _write_history(history_path, history)
-        if ckpt is not None and settings.checkpoint_every and (
-                (epoch + 1) % settings.checkpoint_every == 0) and epoch + 1 < epochs:
+        if (
+            ckpt is not None
+            and settings.checkpoint_every
+            and ((epoch + 1) % settings.checkpoint_every == 0)
+            and epoch + 1 < epochs
+        ):
             with atomic_path(ckpt) as tmp:
-                torch.save({"fingerprint": fp, "epoch": epoch, "net": method.net.state_dict(),
-                            "optimizer": method.optimizer.state_dict(),
-                            "scheduler": (method.scheduler.state_dict()
-                                          if method.scheduler is not None else None),
-                            "torch_rng": torch.get_rng_state(), "history": history,
-                            "best": best}, tmp)
+                torch.save(
+                    {
+                        "fingerprint": fp,
+                        "epoch": epoch,
+                        "net": method.net.state_dict(),
+                        "optimizer": method.optimizer.state_dict(),
+                        "scheduler": (
+                            method.scheduler.state_dict() if method.scheduler is not None else None
+                        ),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": history,
+                        "best": best,
+                    },
+                    tmp,
+                )
 
     summary: dict[str, Any] = {"selection": "last", "epoch": epochs, "epochs": epochs}
     if settings.select == "val" and best is not None:
@@ -202,11 +244,23 @@ def fit(method: HashMethod, data: TrainData, settings: TrainSettings = TrainSett
     return summary
 
 
-def run_training(*, features: str, split: str, method: str, params: dict[str, Any], bits: int,
-                 seed: int, settings: TrainSettings, model_out: str, summary_out: str,
-                 history_out: str, graph: dict[str, str] | None = None,
-                 resources: dict[str, str] | None = None, threads: int | None = None,
-                 train_labels: np.ndarray | None = None) -> dict[str, Any]:
+def run_training(
+    *,
+    features: str,
+    split: str,
+    method: str,
+    params: dict[str, Any],
+    bits: int,
+    seed: int,
+    settings: TrainSettings,
+    model_out: str,
+    summary_out: str,
+    history_out: str,
+    graph: dict[str, str] | None = None,
+    resources: dict[str, str] | None = None,
+    threads: int | None = None,
+    train_labels: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The train stage: read features and split, train, write model and summary.
 
     ``train_labels`` replaces the training items' labels (the noisy-label track); the
@@ -222,43 +276,83 @@ def run_training(*, features: str, split: str, method: str, params: dict[str, An
     device = resolve_device(settings.device)
     seed_everything(seed)
     rows = sp.train
-    log.info("%s %d bits seed %d on %s: %d train items, %d val, features %s (%s)", method, bits,
-             seed, device, len(rows), len(sp.val), features, feats.attrs.get("encoder"))
+    log.info(
+        "%s %d bits seed %d on %s: %d train items, %d val, features %s (%s)",
+        method,
+        bits,
+        seed,
+        device,
+        len(rows),
+        len(sp.val),
+        features,
+        feats.attrs.get("encoder"),
+    )
 
     labels = clean = None
     if cls.supervised:
         clean = feats.labels[rows]
         labels = clean if train_labels is None else train_labels
         if len(labels) != len(rows):
-            raise ValueError(f"train_labels has {len(labels)} rows, the split has {len(rows)} "
-                             f"training items")
+            raise ValueError(
+                f"train_labels has {len(labels)} rows, the split has {len(rows)} training items"
+            )
     data = TrainData(
         image=to_device(feats.image[rows], device),
         text=to_device(feats.text[rows], device),
         rows=rows,
         labels=to_device(labels, device) if labels is not None else None,
-        clean_labels=(to_device(clean, device)
-                      if clean is not None and train_labels is not None else None),
+        clean_labels=(
+            to_device(clean, device) if clean is not None and train_labels is not None else None
+        ),
         texts=[feats.texts[i] for i in rows] if feats.texts is not None else None,
         words=feats.words.subset(rows) if feats.words is not None else None,
         regions=feats.regions.subset(rows) if feats.regions is not None else None,
         graph={k: Path(v) for k, v in (graph or {}).items()},
         resources=dict(resources or {}),
     )
-    val = ValData(items=Items(image=feats.image[sp.val], text=feats.text[sp.val],
-                              texts=([feats.texts[i] for i in sp.val]
-                                     if feats.texts is not None else None)),
-                  labels=feats.labels[sp.val])
-    model = cls(hp, bits=bits, image_dim=feats.image.shape[1], text_dim=feats.text.shape[1],
-                seed=seed, device=device, resources=resources)
-    summary = fit(model, data, settings, val=val,
-                  checkpoint=Path(model_out).with_suffix(".ckpt"), history_csv=history_out)
-    summary.update(method=method, bits=bits, seed=seed, params=hp.to_dict(),
-                   settings=asdict(settings), device=str(device), n_train=len(rows),
-                   encoder=feats.attrs.get("encoder"))
-    save_model(model_out, model, extra={"features": str(features),
-                                        "encoder": feats.attrs.get("encoder"),
-                                        "encoder_id": feats.attrs.get("encoder_id")})
+    val = ValData(
+        items=Items(
+            image=feats.image[sp.val],
+            text=feats.text[sp.val],
+            texts=([feats.texts[i] for i in sp.val] if feats.texts is not None else None),
+        ),
+        labels=feats.labels[sp.val],
+    )
+    model = cls(
+        hp,
+        bits=bits,
+        image_dim=feats.image.shape[1],
+        text_dim=feats.text.shape[1],
+        seed=seed,
+        device=device,
+        resources=resources,
+    )
+    summary = fit(
+        model,
+        data,
+        settings,
+        val=val,
+        checkpoint=Path(model_out).with_suffix(".ckpt"),
+        history_csv=history_out,
+    )
+    summary.update(
+        method=method,
+        bits=bits,
+        seed=seed,
+        params=hp.to_dict(),
+        settings=asdict(settings),
+        device=str(device),
+        n_train=len(rows),
+        encoder=feats.attrs.get("encoder"),
+    )
+    save_model(
+        model_out,
+        model,
+        extra={
+            "features": str(features),
+            "encoder": feats.attrs.get("encoder"),
+            "encoder_id": feats.attrs.get("encoder_id"),
+        },
+    )
     write_json(summary_out, summary)
     return summary
-

@@ -53,7 +53,9 @@ def datasets_with_source(source):
 def encoder_key(dataset):
     """The short encoder key in the feature file's path."""
     cfg = dataset_cfg(dataset)
-    return "synthetic" if cfg["source"] == "demo" else cfg["encoder"]
+    if cfg["source"] == "demo":
+        return "synthetic"
+    return cfg.get("encoder") or imported_encoder(dataset)  # datasets (issue 3)
 
 
 def features_path(wildcards):
@@ -73,6 +75,11 @@ def run_paths(filename, datasets=None):
         bits=BITS,
         seed=SEEDS,
     )
+
+
+def published_input(wildcards):
+    """The published-numbers file, when the report shows ours beside it."""
+    return [config["report"]["published"]] if config["report"]["published_as"] else []
 
 
 def final_targets():
@@ -213,3 +220,84 @@ def scaled(base, per_input_mb=0.0, on="features"):
 
 
 # ---------------------------------------------------------------- end cluster resources
+
+# ---------------------------------------------------------------- datasets (issue 3)
+# Real datasets: the registry (src/xmhash/data/datasets/) says which official files a
+# source needs and whether it ships features to import. Download -> prepare layout:
+#   resources/{dataset}/downloads/<official files> + manifest.json   (rule download)
+#   resources/{dataset}/prepared/{items.jsonl,meta.json,images/}     (rule prepare)
+#   results/{dataset}/features/<imported encoder>.h5                 (rule import_features)
+
+import sys
+
+if str(SRC) in sys.path:  # first: an editable install of another checkout must not win
+    sys.path.remove(str(SRC))
+sys.path.insert(0, str(SRC))
+from xmhash.data.datasets import SOURCES as DATASET_SOURCES  # noqa: E402
+
+# settings of datasets.<name> that are not options of the source's preparation
+_NOT_DATASET_OPTIONS = ("source", "split", "encoder", "demo", "mirrors", "local_dir",
+                        "official_urls")
+
+
+def dataset_source(dataset):
+    return DATASET_SOURCES[dataset_cfg(dataset)["source"]]
+
+
+def real_datasets():
+    return [d for d, c in config["datasets"].items() if c["source"] != "demo"]
+
+
+def imported_encoder(dataset):
+    """The encoder key of a dataset's imported features (None if it ships none)."""
+    src = dataset_source(dataset)
+    return src.encoder if src.import_features is not None else None
+
+
+def imported_encoders():
+    return sorted({imported_encoder(d) for d in real_datasets()} - {None})
+
+
+def datasets_with_import():
+    return [d for d in real_datasets() if imported_encoder(d)]
+
+
+def datasets_with_prepare():
+    return [d for d in real_datasets() if dataset_source(d).prepare is not None]
+
+
+def downloads_manifest(wildcards):
+    return f"resources/{wildcards.dataset}/downloads/manifest.json"
+
+
+def prepared_path(wildcards):
+    """The prepared dataset directory (items.jsonl, meta.json, images/): the feature
+    stage's input."""
+    return f"resources/{wildcards.dataset}/prepared"
+
+
+def dataset_options(wildcards):
+    cfg = dataset_cfg(wildcards.dataset)
+    opts = {k: v for k, v in cfg.items() if k not in _NOT_DATASET_OPTIONS}
+    return {"name": wildcards.dataset, **opts}
+
+
+# options that name user-supplied files: inputs of prepare/import_features, so that
+# editing such a file reruns the job
+_USER_FILE_OPTIONS = ("manifest", "labels_file", "mat", "image_mat", "text_mat", "label_mat")
+
+
+def dataset_inputs(wildcards):
+    cfg = dataset_cfg(wildcards.dataset)
+    user = {k: cfg[k] for k in _USER_FILE_OPTIONS if cfg.get(k)}
+    return {"downloads": downloads_manifest(wildcards), **user}
+
+
+def dataset_source_name(wildcards):
+    return dataset_cfg(wildcards.dataset)["source"]
+
+
+def dataset_code(wildcards):
+    return code_fingerprint(
+        "xmhash.data.stage", f"xmhash.data.datasets.{dataset_source_name(wildcards)}"
+    )

@@ -53,7 +53,8 @@ rule aggregate:
 
 rule tables:
     input:
-        "results/summary/metrics.tsv",
+        metrics="results/summary/metrics.tsv",
+        published=published_input,
     output:
         markdown=report(
             "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
@@ -65,6 +66,7 @@ rule tables:
     params:
         metrics=config["report"]["table_metrics"],
         methods=METHODS,
+        published_as=config["report"]["published_as"],
         code=code_fingerprint("xmhash.report.tables"),
     log:
         "logs/summary/tables.log",

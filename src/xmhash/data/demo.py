@@ -67,6 +67,10 @@ class _Tower:
 
 def generate_demo(spec: DemoSpec) -> Features:
     """Generate the demo dataset deterministically from ``spec`` (including its seed)."""
+    return _generate(spec)[0]
+
+
+def _generate(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
     if not 1 <= spec.min_labels <= spec.max_labels <= spec.n_labels:
         raise ValueError("need 1 <= min_labels <= max_labels <= n_labels")
     rng = np.random.default_rng(spec.seed)
@@ -101,8 +105,10 @@ def generate_demo(spec: DemoSpec) -> Features:
         return scale * _normalize(rng.standard_normal((n, dim)))
 
     # vocabulary: words_per_label words per label (near the label latent) + noise words
-    label_words = [f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
-                   for lab in range(c)]
+    label_words = [
+        f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
+        for lab in range(c)
+    ]
     vocab, vocab_latent, vocab_label = [], [], []
     for lab in range(c):
         for w in range(spec.words_per_label):
@@ -127,8 +133,11 @@ def generate_demo(spec: DemoSpec) -> Features:
                 continue
             own = np.flatnonzero(vocab_label == lab)
             tags.extend(rng.choice(own, size=rng.integers(1, 3), replace=False).tolist())
-        tags.extend(rng.choice(noise_ids, size=min(rng.poisson(spec.noise_tags),
-                                                    len(noise_ids)), replace=False).tolist())
+        tags.extend(
+            rng.choice(
+                noise_ids, size=min(rng.poisson(spec.noise_tags), len(noise_ids)), replace=False
+            ).tolist()
+        )
         if not tags:  # every text has at least one tag, as in the MIRFlickr protocol
             tags.append(int(rng.choice(noise_ids)))
         tags = list(dict.fromkeys(tags))
@@ -145,8 +154,9 @@ def generate_demo(spec: DemoSpec) -> Features:
     region_lat, whole, boxes = [], [], []
     for i in range(n):
         for lab in np.flatnonzero(labels[i]):
-            region_lat.append(label_latent[lab] + 0.5 * content[i]
-                              + 0.3 * rng.standard_normal(d) / np.sqrt(d))
+            region_lat.append(
+                label_latent[lab] + 0.5 * content[i] + 0.3 * rng.standard_normal(d) / np.sqrt(d)
+            )
             whole.append(False)
             x0, y0 = rng.integers(0, 160, size=2)
             boxes.append([x0, y0, x0 + rng.integers(32, 96), y0 + rng.integers(32, 96)])
@@ -157,27 +167,104 @@ def generate_demo(spec: DemoSpec) -> Features:
     region_emb[np.asarray(whole)] = image
     region_offsets = np.concatenate([[0], np.cumsum(labels.sum(axis=1) + 1)])
 
-    return Features(
+    feats = Features(
         ids=np.array([f"demo{i:06d}" for i in range(n)]),
         labels=labels,
         label_names=label_words,
         image=image.astype(np.float32),
         text=text.astype(np.float32),
         texts=np.array(texts),
-        words=Ragged(embeddings=word_emb[word_rows].astype(np.float32),
-                     offsets=np.asarray(word_offsets, np.int64),
-                     names=np.array([vocab[t] for t in word_rows])),
-        regions=Ragged(embeddings=region_emb.astype(np.float32),
-                       offsets=region_offsets.astype(np.int64),
-                       boxes=np.asarray(boxes, np.float32)),
-        attrs={"dataset": "demo", "encoder": "synthetic", "encoder_id": "xmhash-demo-generator",
-               "encoder_revision": "", "preprocessing": {"demo_spec": asdict(spec)},
-               "source": "synthetic"},
+        words=Ragged(
+            embeddings=word_emb[word_rows].astype(np.float32),
+            offsets=np.asarray(word_offsets, np.int64),
+            names=np.array([vocab[t] for t in word_rows]),
+        ),
+        regions=Ragged(
+            embeddings=region_emb.astype(np.float32),
+            offsets=region_offsets.astype(np.int64),
+            boxes=np.asarray(boxes, np.float32),
+        ),
+        attrs={
+            "dataset": "demo",
+            "encoder": "synthetic",
+            "encoder_id": "xmhash-demo-generator",
+            "encoder_revision": "",
+            "preprocessing": {"demo_spec": asdict(spec)},
+            "source": "synthetic",
+        },
     )
+    encoder = DemoEncoder(
+        vocab=dict(zip(vocab, vocab_latent, strict=True)),
+        tower=txt_tower,
+        known=dict(zip(texts, feats.text, strict=True)),
+        dim=spec.text_dim,
+    )
+    return feats, encoder
+
+
+class DemoEncoder:
+    """The demo's text "encoder", for searching a demo run with new queries.
+
+    The demo has no images and no neural encoder: its generator is the encoder. A text
+    the generator wrote encodes to the feature it generated for it (a real encoder is
+    deterministic too, so an item's own text gives back its cached feature). Any other
+    text is split into comma- or space-separated tags; the known demo tags' latents are
+    averaged and mapped by the text tower, without the item content and noise a generated
+    text carries. Unknown tags are ignored.
+    """
+
+    def __init__(
+        self, *, vocab: dict[str, np.ndarray], tower, known: dict[str, np.ndarray], dim: int
+    ):
+        self.vocab, self.tower, self.known, self.dim = vocab, tower, known, dim
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> DemoEncoder:
+        """Rebuild the encoder of a demo feature file from its attributes."""
+        spec = DemoSpec(**attrs["preprocessing"]["demo_spec"])
+        return _generate(spec)[1]
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), np.float32)
+        for i, text in enumerate(texts):
+            if text in self.known:
+                out[i] = self.known[text]
+                continue
+            tags = [t for t in text.replace(",", " ").split() if t in self.vocab]
+            if not tags:
+                raise ValueError(
+                    f"query {text!r} has no demo tag; demo tags look like {sorted(self.vocab)[:5]}"
+                )
+            out[i] = self.tower(_normalize(np.mean([self.vocab[t] for t in tags], axis=0)))
+        return out
+
+    def encode_images(self, images: list) -> np.ndarray:
+        raise ValueError("the demo dataset is synthetic and has no images: query it with text")
 
 
 _LABEL_NAMES = [
-    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
-    "lake", "male", "night", "people", "plant", "portrait", "river", "sea", "sky", "structures",
-    "sunset", "transport", "tree", "water",
+    "animals",
+    "baby",
+    "bird",
+    "car",
+    "clouds",
+    "dog",
+    "female",
+    "flower",
+    "food",
+    "indoor",
+    "lake",
+    "male",
+    "night",
+    "people",
+    "plant",
+    "portrait",
+    "river",
+    "sea",
+    "sky",
+    "structures",
+    "sunset",
+    "transport",
+    "tree",
+    "water",
 ]

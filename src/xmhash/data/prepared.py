@@ -53,8 +53,12 @@ class Item:
     captions: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "image": self.image, "text": self.text,
-                             "labels": [int(x) for x in self.labels]}
+        d: dict[str, Any] = {
+            "id": self.id,
+            "image": self.image,
+            "text": self.text,
+            "labels": [int(x) for x in self.labels],
+        }
         if self.split:
             d["split"] = self.split
         if self.tags is not None:
@@ -92,8 +96,12 @@ class Prepared:
         return np.array([it.split for it in self.items], dtype=str)
 
 
-def write_prepared(directory: str | os.PathLike, items: Iterable[Item], meta: dict[str, Any],
-                   files: dict[str, str | os.PathLike] | None = None) -> None:
+def write_prepared(
+    directory: str | os.PathLike,
+    items: Iterable[Item],
+    meta: dict[str, Any],
+    files: dict[str, str | os.PathLike] | None = None,
+) -> None:
     """Write the layout atomically. ``files`` maps names inside the directory to existing
     files or directories that are moved in (e.g. ``{"images": extracted_dir}``)."""
     items = list(items)
@@ -119,11 +127,13 @@ def _check(items: Sequence[Item], n_labels: int, where: str) -> None:
         seen.add(it.id)
         bad = [x for x in it.labels if not 0 <= x < n_labels]
         if bad:
-            raise PreparedError(f"{where}: item {it.id!r} has label indices {bad} outside "
-                                f"0..{n_labels - 1}")
+            raise PreparedError(
+                f"{where}: item {it.id!r} has label indices {bad} outside 0..{n_labels - 1}"
+            )
         if it.split not in SPLITS:
-            raise PreparedError(f"{where}: item {it.id!r} has split {it.split!r}, expected one "
-                                f"of {SPLITS}")
+            raise PreparedError(
+                f"{where}: item {it.id!r} has split {it.split!r}, expected one of {SPLITS}"
+            )
 
 
 def read_prepared(directory: str | os.PathLike) -> Prepared:
@@ -137,13 +147,22 @@ def read_prepared(directory: str | os.PathLike) -> Prepared:
         for line_no, line in enumerate(fh, 1):
             try:
                 d = json.loads(line)
-                items.append(Item(id=d["id"], image=d["image"], text=d["text"],
-                                  labels=list(d["labels"]), split=d.get("split", ""),
-                                  tags=d.get("tags"), captions=d.get("captions")))
+                items.append(
+                    Item(
+                        id=d["id"],
+                        image=d["image"],
+                        text=d["text"],
+                        labels=list(d["labels"]),
+                        split=d.get("split", ""),
+                        tags=d.get("tags"),
+                        captions=d.get("captions"),
+                    )
+                )
             except (json.JSONDecodeError, KeyError) as e:
                 raise PreparedError(f"{directory / ITEMS}, line {line_no}: {e!r}") from None
     if len(items) != meta.get("n_items", len(items)):
-        raise PreparedError(f"{directory}: meta.json says {meta['n_items']} items, "
-                            f"{ITEMS} has {len(items)}")
+        raise PreparedError(
+            f"{directory}: meta.json says {meta['n_items']} items, {ITEMS} has {len(items)}"
+        )
     _check(items, len(meta["label_names"]), str(directory))
     return Prepared(root=directory, items=items, meta=meta)

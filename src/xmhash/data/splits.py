@@ -44,9 +44,16 @@ class Split:
         return {p: int(len(getattr(self, p))) for p in PARTS}
 
 
-def make_split(n_items: int, *, query: int, train: int | str, val: int, seed: int,
-               official_query: np.ndarray | None = None,
-               official_database: np.ndarray | None = None) -> Split:
+def make_split(
+    n_items: int,
+    *,
+    query: int,
+    train: int | str,
+    val: int,
+    seed: int,
+    official_query: np.ndarray | None = None,
+    official_database: np.ndarray | None = None,
+) -> Split:
     """Draw a split of ``n_items`` items with a seeded permutation.
 
     ``official_query``/``official_database`` (index arrays) replace the random query draw
@@ -55,14 +62,18 @@ def make_split(n_items: int, *, query: int, train: int | str, val: int, seed: in
     rng = np.random.default_rng(seed)
     if official_query is not None:
         q = np.asarray(official_query, dtype=np.int64)
-        db = (np.asarray(official_database, dtype=np.int64) if official_database is not None
-              else np.setdiff1d(np.arange(n_items), q))
+        db = (
+            np.asarray(official_database, dtype=np.int64)
+            if official_database is not None
+            else np.setdiff1d(np.arange(n_items), q)
+        )
         if np.intersect1d(q, db).size:
             raise SplitError("official query and database sets overlap")
     else:
         if not 0 < query < n_items:
-            raise SplitError(f"split.query={query} must be between 1 and the number of "
-                             f"items - 1 ({n_items - 1})")
+            raise SplitError(
+                f"split.query={query} must be between 1 and the number of items - 1 ({n_items - 1})"
+            )
         perm = rng.permutation(n_items)
         q, db = perm[:query], perm[query:]
     pool = rng.permutation(db)
@@ -73,11 +84,16 @@ def make_split(n_items: int, *, query: int, train: int | str, val: int, seed: in
         t = rest
     else:
         if not 0 < int(train) <= len(rest):
-            raise SplitError(f"split.train={train} must be between 1 and database - val "
-                             f"({len(rest)})")
+            raise SplitError(
+                f"split.train={train} must be between 1 and database - val ({len(rest)})"
+            )
         t = rest[: int(train)]
-    meta = {"seed": seed, "n_items": n_items, "official": official_query is not None,
-            "requested": {"query": query, "train": train, "val": val}}
+    meta = {
+        "seed": seed,
+        "n_items": n_items,
+        "official": official_query is not None,
+        "requested": {"query": query, "train": train, "val": val},
+    }
     return Split(*(np.sort(a).astype(np.int64) for a in (q, db, t, v)), meta=meta)
 
 
@@ -85,8 +101,7 @@ def save_split(path: str | os.PathLike, split: Split) -> None:
     meta = {**split.meta, "sizes": split.sizes()}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)),
-                     **{p: getattr(split, p) for p in PARTS})
+            np.savez(fh, meta=np.array(json.dumps(meta)), **{p: getattr(split, p) for p in PARTS})
 
 
 def load_split(path: str | os.PathLike) -> Split:
@@ -97,8 +112,16 @@ def load_split(path: str | os.PathLike) -> Split:
         return Split(*(z[p].astype(np.int64) for p in PARTS), meta=json.loads(str(z["meta"])))
 
 
-def split_features(features: str | os.PathLike, out: str | os.PathLike, *, seed: int,
-                   query: int, train: int | str, val: int, official: bool = False) -> Split:
+def split_features(
+    features: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    seed: int,
+    query: int,
+    train: int | str,
+    val: int,
+    official: bool = False,
+) -> Split:
     """The split stage: a split of the rows of a feature file, saved to ``out``.
 
     With ``official``, the query set is the dataset's official query/test set (the
@@ -114,9 +137,11 @@ def split_features(features: str | os.PathLike, out: str | os.PathLike, *, seed:
         oq = np.flatnonzero(where == "query")
         od = np.flatnonzero(where != "query")
         if len(oq) == 0:
-            raise SplitError(f"{features}: split.official is set but the dataset has no "
-                             f"official query set")
-    split = make_split(n, query=query, train=train, val=val, seed=seed, official_query=oq,
-                       official_database=od)
+            raise SplitError(
+                f"{features}: split.official is set but the dataset has no official query set"
+            )
+    split = make_split(
+        n, query=query, train=train, val=val, seed=seed, official_query=oq, official_database=od
+    )
     save_split(out, split)
     return split

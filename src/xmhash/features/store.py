@@ -68,12 +68,17 @@ class Ragged:
         """The rows of ``items`` only, in that order, with new offsets."""
         items = np.asarray(items, np.int64)
         starts, ends = self.offsets[items], self.offsets[items + 1]
-        take = (np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-                if len(items) else np.zeros(0, np.int64)).astype(np.int64)
-        return Ragged(embeddings=self.embeddings[take],
-                      offsets=np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64),
-                      names=self.names[take] if self.names is not None else None,
-                      boxes=self.boxes[take] if self.boxes is not None else None)
+        take = (
+            np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+            if len(items)
+            else np.zeros(0, np.int64)
+        ).astype(np.int64)
+        return Ragged(
+            embeddings=self.embeddings[take],
+            offsets=np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64),
+            names=self.names[take] if self.names is not None else None,
+            boxes=self.boxes[take] if self.boxes is not None else None,
+        )
 
 
 @dataclass
@@ -95,18 +100,30 @@ class Features:
 
     def validate(self, source: str = "features") -> None:
         n = len(self.ids)
-        _expect(self.labels.ndim == 2 and self.labels.shape[0] == n, source, "labels",
-                f"(N={n}, C)", self.labels.shape)
+        _expect(
+            self.labels.ndim == 2 and self.labels.shape[0] == n,
+            source,
+            "labels",
+            f"(N={n}, C)",
+            self.labels.shape,
+        )
         for key in ("image", "text"):
             arr = getattr(self, key)
             _expect(arr.ndim == 2 and arr.shape[0] == n, source, key, f"(N={n}, D)", arr.shape)
             if not np.isfinite(arr).all():
                 bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-                raise FeatureFileError(f"{source}: /{key} has NaN/Inf embeddings for items "
-                                       f"{[str(self.ids[i]) for i in bad[:5]]}")
+                raise FeatureFileError(
+                    f"{source}: /{key} has NaN/Inf embeddings for items "
+                    f"{[str(self.ids[i]) for i in bad[:5]]}"
+                )
         if self.label_names:
-            _expect(len(self.label_names) == self.labels.shape[1], source, "label_names",
-                    f"({self.labels.shape[1]},)", (len(self.label_names),))
+            _expect(
+                len(self.label_names) == self.labels.shape[1],
+                source,
+                "label_names",
+                f"({self.labels.shape[1]},)",
+                (len(self.label_names),),
+            )
         for key in ("texts", "official_split"):
             arr = getattr(self, key)
             if arr is not None:
@@ -114,10 +131,20 @@ class Features:
         for key in ("words", "regions"):
             rag = getattr(self, key)
             if rag is not None:
-                _expect(rag.offsets.shape == (n + 1,), source, f"{key}/offsets", f"({n + 1},)",
-                        rag.offsets.shape)
-                _expect(int(rag.offsets[-1]) == len(rag.embeddings), source, f"{key}/embeddings",
-                        f"({int(rag.offsets[-1])}, D)", rag.embeddings.shape)
+                _expect(
+                    rag.offsets.shape == (n + 1,),
+                    source,
+                    f"{key}/offsets",
+                    f"({n + 1},)",
+                    rag.offsets.shape,
+                )
+                _expect(
+                    int(rag.offsets[-1]) == len(rag.embeddings),
+                    source,
+                    f"{key}/embeddings",
+                    f"({int(rag.offsets[-1])}, D)",
+                    rag.embeddings.shape,
+                )
 
 
 def _expect(ok: bool, source: str, key: str, expected: str, got: Any) -> None:
@@ -135,12 +162,23 @@ def _chunks(shape: Sequence[int], row_bytes: int) -> tuple[int, ...] | None:
 def _write_array(group: h5py.Group, name: str, data: np.ndarray) -> None:
     data = np.asarray(data)
     if data.dtype.kind in "UO":
-        group.create_dataset(name, data=data.astype(object), dtype=_STR,
-                             chunks=_chunks(data.shape, 64), compression="gzip")
+        group.create_dataset(
+            name,
+            data=data.astype(object),
+            dtype=_STR,
+            chunks=_chunks(data.shape, 64),
+            compression="gzip",
+        )
         return
     row_bytes = data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
-    group.create_dataset(name, data=data, chunks=_chunks(data.shape, row_bytes),
-                         compression="gzip", compression_opts=4, shuffle=True)
+    group.create_dataset(
+        name,
+        data=data,
+        chunks=_chunks(data.shape, row_bytes),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
 
 
 def base_attrs(**extra: Any) -> dict[str, Any]:
@@ -185,8 +223,10 @@ def _open(path: str | os.PathLike) -> h5py.File:
     version = int(f.attrs.get("schema_version", -1))
     if version != SCHEMA_VERSION:
         f.close()
-        raise FeatureFileError(f"{path}: schema_version {version}, this xmhash reads "
-                               f"{SCHEMA_VERSION}; rebuild the feature file")
+        raise FeatureFileError(
+            f"{path}: schema_version {version}, this xmhash reads "
+            f"{SCHEMA_VERSION}; rebuild the feature file"
+        )
     return f
 
 
@@ -245,8 +285,11 @@ def read_official_split(path: str | os.PathLike) -> np.ndarray:
         return _strings(_need(f, "official_split"))
 
 
-def read_features(path: str | os.PathLike, *, parts: Sequence[str] = ("image", "text"),
-                  ) -> Features:
+def read_features(
+    path: str | os.PathLike,
+    *,
+    parts: Sequence[str] = ("image", "text"),
+) -> Features:
     """Read ids, labels and the requested optional ``parts``.
 
     ``parts`` may hold ``image``, ``text``, ``texts``, ``words``, ``regions``. Parts not
@@ -275,7 +318,9 @@ def read_features(path: str | os.PathLike, *, parts: Sequence[str] = ("image", "
         )
         for key in ("words", "regions"):
             if key in parts and getattr(feats, key) is None:
-                raise FeatureFileError(f"{path}: missing /{key}; this method needs {key}-level "
-                                       f"embeddings (see the feature stage's settings)")
+                raise FeatureFileError(
+                    f"{path}: missing /{key}; this method needs {key}-level "
+                    f"embeddings (see the feature stage's settings)"
+                )
     feats.validate(str(path))
     return feats

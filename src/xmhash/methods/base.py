@@ -182,9 +182,17 @@ class HashMethod(ABC):
     supervised: ClassVar[bool] = False
     needs: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, params: MethodParams, *, bits: int, image_dim: int, text_dim: int,
-                 seed: int = 0, device: str | torch.device = "cpu",
-                 resources: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        params: MethodParams,
+        *,
+        bits: int,
+        image_dim: int,
+        text_dim: int,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        resources: Mapping[str, str] | None = None,
+    ):
         if not isinstance(params, self.Params):
             raise TypeError(f"{self.name}: params must be {self.Params.__name__}")
         if bits < 1:
@@ -218,13 +226,16 @@ class HashMethod(ABC):
             raise ValueError(f"{self.name}: no {modality} features to encode")
         dim = self.image_dim if modality == "image" else self.text_dim
         if x.ndim != 2 or x.shape[1] != dim:
-            raise ValueError(f"{self.name}: {modality} features have shape {x.shape}, the model "
-                             f"expects (n, {dim})")
+            raise ValueError(
+                f"{self.name}: {modality} features have shape {x.shape}, the model "
+                f"expects (n, {dim})"
+            )
         self.net.eval()
         out = []
         for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(np.asarray(x[start : start + batch_size]), dtype=torch.float32,
-                                 device=self.device)
+            xb = torch.as_tensor(
+                np.asarray(x[start : start + batch_size]), dtype=torch.float32, device=self.device
+            )
             out.append(binarize(self.project(xb, modality).float().cpu().numpy()))
         return np.concatenate(out) if out else np.zeros((0, self.bits), np.int8)
 
@@ -253,8 +264,7 @@ class DeepMethod(HashMethod):
         self.data = data
 
     @abstractmethod
-    def configure_optimizer(self, steps_per_epoch: int
-                            ) -> tuple[torch.optim.Optimizer, Any | None]:
+    def configure_optimizer(self, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any | None]:
         """Return (optimizer, scheduler or None); the scheduler is stepped every batch."""
 
     @abstractmethod
@@ -278,8 +288,10 @@ class DeepMethod(HashMethod):
         terms = self.loss(batch, epoch)
         total = terms["loss"]
         if not torch.isfinite(total):
-            raise FloatingPointError(f"{self.name}: loss became {total.detach().item()} at epoch {epoch}; "
-                                     f"terms: { {k: float(v.detach()) for k, v in terms.items()} }")
+            raise FloatingPointError(
+                f"{self.name}: loss became {total.detach().item()} at epoch {epoch}; "
+                f"terms: { {k: float(v.detach()) for k, v in terms.items()} }"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.grad_clip:
@@ -310,8 +322,9 @@ def mlp(dims: Sequence[int], *, dropout: float = 0.0, bias_last: bool = True) ->
     return nn.Sequential(*layers)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.0,
-                  final: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.0, final: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup`` (a fraction of the steps), then cosine to ``final``."""
     warm = int(round(warmup * total_steps))
 
@@ -337,8 +350,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
 # --------------------------------------------------------------------------- model file
 
 
-def save_model(path: str | os.PathLike, method: HashMethod, extra: Mapping[str, Any] | None = None
-               ) -> None:
+def save_model(
+    path: str | os.PathLike, method: HashMethod, extra: Mapping[str, Any] | None = None
+) -> None:
     """``model.pt``: everything needed to rebuild the method and encode new items."""
     blob = {
         "format": MODEL_FORMAT,
@@ -367,9 +381,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> H
     if blob.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: model format {blob.get('format')}, expected {MODEL_FORMAT}")
     cls = get_method(blob["method"])
-    method = cls(cls.Params.from_config(blob["params"], f"{path}:params"), bits=blob["bits"],
-                 image_dim=blob["image_dim"], text_dim=blob["text_dim"], seed=blob["seed"],
-                 device=device, resources=blob["resources"])
+    method = cls(
+        cls.Params.from_config(blob["params"], f"{path}:params"),
+        bits=blob["bits"],
+        image_dim=blob["image_dim"],
+        text_dim=blob["text_dim"],
+        seed=blob["seed"],
+        device=device,
+        resources=blob["resources"],
+    )
     method.net.load_state_dict(blob["state"])
     method.net.to(method.device).eval()
     method.extra = blob["extra"]

@@ -50,8 +50,10 @@ class CCAITQ(ClosedFormMethod):
 
     def build(self) -> None:
         if self.bits > min(self.image_dim, self.text_dim):
-            raise ConfigError(f"cca_itq: bits={self.bits} exceeds the feature dimension "
-                              f"({min(self.image_dim, self.text_dim)})")
+            raise ConfigError(
+                f"cca_itq: bits={self.bits} exceeds the feature dimension "
+                f"({min(self.image_dim, self.text_dim)})"
+            )
         for mod, dim in (("image", self.image_dim), ("text", self.text_dim)):
             self.net.register_buffer(f"mean_{mod}", torch.zeros(dim))
             self.net.register_buffer(f"proj_{mod}", torch.zeros(dim, self.bits))

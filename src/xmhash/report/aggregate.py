@@ -22,8 +22,13 @@ KEYS = ["dataset", "variant", "method", "bits", "seed"]
 
 
 def _key(m: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": m.get("dataset", ""), "variant": m.get("variant", "") or "",
-            "method": m["method"], "bits": int(m["bits"]), "seed": int(m["seed"])}
+    return {
+        "dataset": m.get("dataset", ""),
+        "variant": m.get("variant", "") or "",
+        "method": m["method"],
+        "bits": int(m["bits"]),
+        "seed": int(m["seed"]),
+    }
 
 
 def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -38,20 +43,21 @@ def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
                 rows.append({**key, "task": task, "metric": f"p@{n}", "value": value})
                 curves.append({**key, "task": task, "curve": "p@n", "x": int(n), "y": value})
             pr = res.get("pr", {})
-            for r, p, rec in zip(pr.get("radius", []), pr.get("precision", []),
-                                 pr.get("recall", []), strict=True):
+            for r, p, rec in zip(
+                pr.get("radius", []), pr.get("precision", []), pr.get("recall", []), strict=True
+            ):
                 curves.append({**key, "task": task, "curve": "precision", "x": r, "y": p})
                 curves.append({**key, "task": task, "curve": "recall", "x": r, "y": rec})
         chance = m.get("chance", {})
         if "map@all_expected" in chance:
-            rows.append({**key, "task": "chance", "metric": "map@all",
-                         "value": chance["map@all_expected"]})
+            rows.append(
+                {**key, "task": "chance", "metric": "map@all", "value": chance["map@all_expected"]}
+            )
         for metric, value in chance.get("random_codes", {}).items():
             if metric != "map@all":
                 rows.append({**key, "task": "chance", "metric": metric, "value": value})
         if m.get("train_seconds") is not None:
-            rows.append({**key, "task": "train", "metric": "seconds",
-                         "value": m["train_seconds"]})
+            rows.append({**key, "task": "train", "metric": "seconds", "value": m["train_seconds"]})
     return pd.DataFrame(rows), pd.DataFrame(curves)
 
 

@@ -34,8 +34,13 @@ def _methods(df: pd.DataFrame, methods: Sequence[str] | None) -> list[str]:
     return [m for m in (methods or present) if m in present]
 
 
-def map_vs_bits(metrics_tsv: str, dataset: str, out: str, metric: str = "map@all",
-                methods: Sequence[str] | None = None) -> None:
+def map_vs_bits(
+    metrics_tsv: str,
+    dataset: str,
+    out: str,
+    metric: str = "map@all",
+    methods: Sequence[str] | None = None,
+) -> None:
     df = _read(metrics_tsv)
     df = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -43,8 +48,7 @@ def map_vs_bits(metrics_tsv: str, dataset: str, out: str, metric: str = "map@all
         part = df[df["task"] == task]
         for m in _methods(part, methods):
             s = part[part["method"] == m].groupby("bits")["value"].agg(["mean", "std"])
-            ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3,
-                        label=m)
+            ax.errorbar(s.index, s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=m)
         floor = df[df["task"] == "chance"].groupby("bits")["value"].mean()
         if len(floor):
             ax.plot(floor.index, floor.values, "k--", lw=1, label="chance")
@@ -55,8 +59,14 @@ def map_vs_bits(metrics_tsv: str, dataset: str, out: str, metric: str = "map@all
     _save(fig, out)
 
 
-def curves(curves_tsv: str, dataset: str, out: str, kind: str, bits: int | None = None,
-           methods: Sequence[str] | None = None) -> None:
+def curves(
+    curves_tsv: str,
+    dataset: str,
+    out: str,
+    kind: str,
+    bits: int | None = None,
+    methods: Sequence[str] | None = None,
+) -> None:
     """``kind`` = 'pr' (precision vs recall by radius) or 'pn' (P@N vs N)."""
     df = _read(curves_tsv)
     df = df[df["dataset"] == dataset]

@@ -7,7 +7,7 @@ on the same split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -17,23 +17,25 @@ TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 CHANCE = "chance"
 
 
-def comparison(df: pd.DataFrame, metric: str, methods: Sequence[str] | None = None
-               ) -> dict[tuple[str, str], pd.DataFrame]:
+def comparison(
+    df: pd.DataFrame, metric: str, methods: Sequence[str] | None = None
+) -> dict[tuple[str, str], pd.DataFrame]:
     """{(dataset, variant): table} with rows = methods + chance, columns = (task, bits).
 
     Each cell is a (mean, std, n_seeds) tuple.
     """
     out = {}
     sel = df[df["metric"] == metric]
-    for (dataset, variant), part in sel.groupby(["dataset", "variant"], sort=False,
-                                                dropna=False):
+    for (dataset, variant), part in sel.groupby(["dataset", "variant"], sort=False, dropna=False):
         runs = part[part["task"].isin(TASK_NAMES)]
         stats = runs.groupby(["method", "task", "bits"])["value"].agg(["mean", "std", "count"])
-        order = [m for m in (methods or runs["method"].unique()) if m in
-                 stats.index.get_level_values(0)]
+        order = [
+            m for m in (methods or runs["method"].unique()) if m in stats.index.get_level_values(0)
+        ]
         cols = [(t, b) for t in TASK_NAMES for b in sorted(runs["bits"].unique())]
-        table = pd.DataFrame(index=[*order, CHANCE], columns=pd.MultiIndex.from_tuples(cols),
-                             dtype=object)
+        table = pd.DataFrame(
+            index=[*order, CHANCE], columns=pd.MultiIndex.from_tuples(cols), dtype=object
+        )
         for m in order:
             for t, b in cols:
                 if (m, t, b) in stats.index:
@@ -51,8 +53,11 @@ def _cell(v, bold: bool, latex: bool) -> str:
     if not isinstance(v, tuple):
         return "–"
     mean, std, n = v
-    text = f"{mean:.3f}" if n < 2 or std != std else (
-        f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
+    text = (
+        f"{mean:.3f}"
+        if n < 2 or std != std
+        else (f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
+    )
     if bold:
         text = f"**{text}**" if not latex else f"\\textbf{{{text}}}"
     return text
@@ -74,8 +79,11 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
     lines = [f"### {title}", "", head, sep]
     for m, row in table.iterrows():
         label = "chance (random codes)" if m == CHANCE else m
-        lines.append(f"| {label} | " + " | ".join(
-            _cell(row[c], best.get(c) == m, False) for c in table.columns) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_cell(row[c], best.get(c) == m, False) for c in table.columns)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -84,14 +92,24 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
     bits = sorted({b for _, b in table.columns})
     tasks = [t for t in TASK_NAMES if any(c[0] == t for c in table.columns)]
     spec = "l" + "|".join("c" * len(bits) for _ in tasks)
-    lines = [f"% {title}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-             "Method & " + " & ".join(f"\\multicolumn{{{len(bits)}}}{{c}}{{{TASK_NAMES[t]}}}"
-                                      for t in tasks) + " \\\\",
-             " & " + " & ".join(str(b) for _ in tasks for b in bits) + " \\\\", "\\midrule"]
+    lines = [
+        f"% {title}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        "Method & "
+        + " & ".join(f"\\multicolumn{{{len(bits)}}}{{c}}{{{TASK_NAMES[t]}}}" for t in tasks)
+        + " \\\\",
+        " & " + " & ".join(str(b) for _ in tasks for b in bits) + " \\\\",
+        "\\midrule",
+    ]
     for m, row in table.iterrows():
         label = "Chance" if m == CHANCE else str(m).replace("_", "\\_")
-        lines.append(label + " & " + " & ".join(
-            _cell(row[c], best.get(c) == m, True) for c in table.columns) + " \\\\")
+        lines.append(
+            label
+            + " & "
+            + " & ".join(_cell(row[c], best.get(c) == m, True) for c in table.columns)
+            + " \\\\"
+        )
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -104,27 +122,110 @@ def to_html(table: pd.DataFrame, title: str) -> str:
         label = "chance (random codes)" if m == CHANCE else m
         cells = "".join(
             f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False)}"
-            f"{'</b>' if best.get(c) == m else ''}</td>" for c in table.columns)
+            f"{'</b>' if best.get(c) == m else ''}</td>"
+            for c in table.columns
+        )
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
-    return (f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
-            f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n")
+    return (
+        f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
+        f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n"
+    )
 
 
-def write_tables(metrics_tsv: str, metrics: Sequence[str], markdown_out: str, latex_out: str,
-                 html_out: str, methods: Sequence[str] | None = None) -> None:
-    df = pd.read_csv(metrics_tsv, sep="\t", keep_default_na=False,
-                     dtype={"variant": str, "dataset": str})
+def _key(name: str) -> str:
+    """Method names as compared with papers' spellings: ``VTM-UCH`` == ``vtmuch``."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def beside_published(
+    ours: pd.DataFrame, published: pd.DataFrame, dataset: str, published_as: str, metric: str
+) -> list[tuple[str, pd.DataFrame]]:
+    """Our table for ``dataset`` next to each published source's rows for ``published_as``.
+
+    One (title, table) per source, since sources differ in features and protocol. Rows: our
+    methods (``ours``, mean ± std) then the source's methods (single values); a published
+    method we also run is put right after ours. Columns: the union of both sides' bits.
+    """
+    mine = comparison(ours, metric).get((dataset, ""))
+    pub = published[(published["dataset"] == published_as) & (published["metric"] == metric)]
+    out = []
+    for source, rows in pub.groupby("source", sort=False):
+        bits = sorted(
+            {int(b) for b in rows["bits"]}
+            | ({b for _, b in mine.columns} if mine is not None else set())
+        )
+        cols = [(t, b) for t in TASK_NAMES for b in bits]
+        ours_rows = [m for m in (mine.index if mine is not None else []) if m != CHANCE]
+        theirs = list(dict.fromkeys(rows["method"]))
+        order = []
+        for m in ours_rows:
+            order.append(f"{m} (ours)")
+            order += [f"{p} (published)" for p in theirs if _key(p) == _key(m)]
+        order += [f"{p} (published)" for p in theirs if f"{p} (published)" not in order]
+        table = pd.DataFrame(index=order, columns=pd.MultiIndex.from_tuples(cols), dtype=object)
+        for m in ours_rows:
+            for c in cols:
+                if c in mine.columns and isinstance(mine.loc[m, c], tuple):
+                    table.loc[f"{m} (ours)", c] = mine.loc[m, c]
+        for r in rows.itertuples():
+            if (r.task, int(r.bits)) in table.columns:
+                table.loc[f"{r.method} (published)", (r.task, int(r.bits))] = (
+                    float(r.value),
+                    float("nan"),
+                    1,
+                )
+        features = rows["features"].iloc[0]
+        out.append(
+            (
+                f"{dataset} beside {source} ({published_as}; their features: {features}): {metric}",
+                table,
+            )
+        )
+    return out
+
+
+def write_tables(
+    metrics_tsv: str,
+    metrics: Sequence[str],
+    markdown_out: str,
+    latex_out: str,
+    html_out: str,
+    methods: Sequence[str] | None = None,
+    published_tsv: str | None = None,
+    published_as: Mapping[str, str] | None = None,
+) -> None:
+    df = pd.read_csv(
+        metrics_tsv, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
+    )
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     md, tex, html = ["# Results\n"], [], ["<html><body><h2>Results</h2>"]
     for metric in metrics:
         for (dataset, variant), table in comparison(df, metric, methods).items():
-            title = f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
+            title = (
+                f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
+            )
             md.append(to_markdown(table, title))
             tex.append(to_latex(table, title))
             html.append(to_html(table, title))
+    if published_tsv and published_as:
+        pub = pd.read_csv(published_tsv, sep="\t", dtype={"dataset": str})
+        md.append(
+            "## Beside published numbers\n\nPublished rows come from "
+            f"`{published_tsv}`; they used other features and often other splits, "
+            "so compare trends, not third decimals.\n"
+        )
+        html.append("<h2>Beside published numbers</h2>")
+        for dataset, name in published_as.items():
+            for metric in metrics:
+                for title, table in beside_published(df, pub, dataset, name, metric):
+                    md.append(to_markdown(table, title))
+                    tex.append(to_latex(table, title))
+                    html.append(to_html(table, title))
     html.append("</body></html>")
-    for text, out in (("\n".join(md), markdown_out), ("\n".join(tex), latex_out),
-                      ("\n".join(html), html_out)):
+    for text, out in (
+        ("\n".join(md), markdown_out),
+        ("\n".join(tex), latex_out),
+        ("\n".join(html), html_out),
+    ):
         with atomic_path(out) as tmp:
             tmp.write_text(text)
-

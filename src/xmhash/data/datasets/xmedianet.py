@@ -1,0 +1,31 @@
+"""PKU XMediaNet: a registration-only set (``manual`` source).
+
+Obtained by hand (registration at the PKU MIPL page); the user points ``datasets.<name>.root`` at the files
+arranged in class folders (see :mod:`xmhash.data.datasets.folders`). Pairing:
+``instance``. Its precomputed feature ``.mat`` (the RSHNL/MRL lineage) is imported by the
+``rshnl_mat`` source instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xmhash.data.datasets.base import Source
+from xmhash.data.datasets.folders import prepare_folders
+
+
+def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
+    return prepare_folders("xmedianet", out, options)
+
+
+SOURCE = Source(
+    name="xmedianet",
+    title="PKU XMediaNet",
+    files=(),
+    prepare=prepare,
+    size="200 classes, 40,000 image-text pairs (32,000/4,000/4,000)",
+    licence="research use after registration; redistribution not allowed",
+    user_supplies="the dataset files (registration at the PKU MIPL page), arranged as root/images/<class>/, root/texts/<class>/",
+    options={"pairing": "instance", "check_images": True},
+)

@@ -1,0 +1,98 @@
+"""The dataset stage's entry points: download one dataset's files, prepare it.
+
+``download_dataset`` fetches every official file of a source into
+``resources/{dataset}/downloads/`` (local archive directories first, then mirrors, then
+the official URLs; see :func:`xmhash.data.download.fetch`). ``prepare_dataset`` turns
+them into ``resources/{dataset}/prepared/`` (or, for precomputed-feature sources, into a
+feature file), atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from xmhash.data.datasets import DatasetError, get_source
+from xmhash.data.datasets.base import require
+from xmhash.data.download import fetch
+from xmhash.io import write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"  # written last: the download rule's output
+
+
+def download_dataset(
+    source: str,
+    dest_dir: str | os.PathLike,
+    options: dict[str, Any],
+    *,
+    retries: int = 4,
+    timeout: float = 60.0,
+    backoff: float = 2.0,
+) -> list[Path]:
+    """Fetch the source's official files into ``dest_dir``; return their paths."""
+    src = get_source(source)
+    local = options.get("local_dir")
+    local_dirs = [Path(local).expanduser()] if local else []
+    mirrors = list(options.get("mirrors") or [])
+    paths = []
+    for remote in src.files:
+        paths.append(
+            fetch(
+                remote,
+                dest_dir,
+                mirrors=mirrors,
+                local_dirs=local_dirs,
+                official=options.get("official_urls", True),
+                retries=retries,
+                timeout=timeout,
+                backoff=backoff,
+            )
+        )
+    log.info("%s: %d files in %s", src.title, len(paths), dest_dir)
+    write_json(
+        Path(dest_dir) / MANIFEST,
+        {"source": source, "files": {p.name: {"bytes": p.stat().st_size} for p in paths}},
+    )
+    return paths
+
+
+def _files(src, downloads: Path) -> dict[str, Path]:
+    files = {name: downloads / name for name in src.file_names()}
+    for path in files.values():
+        require(path, f"official file of {src.title}; run the download rule first")
+    return files
+
+
+def _options(src, options: dict[str, Any]) -> dict[str, Any]:
+    return {**src.options, **{k: v for k, v in options.items() if v is not None}}
+
+
+def prepare_dataset(
+    source: str, downloads: str | os.PathLike, out: str | os.PathLike, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Prepare the source from the files in ``downloads`` into the directory ``out``."""
+    src = get_source(source)
+    if src.prepare is None:
+        raise DatasetError(
+            f"dataset source {source!r} ships precomputed features only; use "
+            f"encoder: {src.encoder} (its features are imported, not encoded)"
+        )
+    counts = src.prepare(_files(src, Path(downloads)), Path(out), _options(src, options))
+    log.info("%s prepared into %s: %s", src.title, out, counts)
+    return counts
+
+
+def import_features(
+    source: str, downloads: str | os.PathLike, out: str | os.PathLike, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the features that ship with the source to the feature file ``out``."""
+    src = get_source(source)
+    if src.import_features is None:
+        raise DatasetError(f"dataset source {source!r} ships no features to import")
+    counts = src.import_features(_files(src, Path(downloads)), Path(out), _options(src, options))
+    log.info("%s features imported into %s: %s", src.title, out, counts)
+    return counts

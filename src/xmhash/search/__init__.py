@@ -1,0 +1,214 @@
+"""Search a trained run: encode a text or image query, hash it, rank the database codes.
+
+>>> from xmhash.search import Searcher
+>>> s = Searcher("results/demo/cca_itq/64bits/seed0")
+>>> hits = s.search_texts(["dog, sky"], k=5)[0]       # text -> image database
+>>> [(h.distance, h.id) for h in hits]
+
+A run directory holds ``model.pt`` (the trained hash functions) and ``codes.h5`` (the
+database codes); the feature file the codes were exported from (recorded in ``codes.h5``)
+names the encoder and holds the database items' texts and labels. Queries go through the
+same encoder, then the method's ``encode``, so a query for an item's own text hashes to
+that item's own text code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xmhash.bits import pack
+from xmhash.codes import Codes, load_codes
+from xmhash.features.store import read_attrs, read_features
+from xmhash.methods.base import Items, load_model, resolve_device
+from xmhash.search.index import BACKENDS, build_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BACKENDS", "Hit", "SearchError", "Searcher", "open_encoder"]
+
+OTHER = {"image": "text", "text": "image"}
+
+
+class SearchError(ValueError):
+    """A search request that cannot be served; the message says what to fix."""
+
+
+@dataclass
+class Hit:
+    rank: int
+    distance: int
+    id: str
+    row: int  # row of the item in the feature file
+    text: str | None = None
+    labels: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_encoder(attrs: dict[str, Any], device: str = "auto"):
+    """The encoder that produced a feature file, from the file's attributes.
+
+    The demo's features come from its generator (:class:`xmhash.data.demo.DemoEncoder`);
+    real features from a ``transformers`` model (:func:`xmhash.features.encoders.load_encoder`).
+    """
+    if attrs.get("source") == "synthetic":
+        from xmhash.data.demo import DemoEncoder
+
+        return DemoEncoder.from_attrs(attrs)
+    from xmhash.features.encoders import load_encoder
+
+    return load_encoder(attrs.get("encoder_id") or attrs["encoder"], device=device)
+
+
+def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
+    if features is not None:
+        candidates = [Path(features)]
+    else:
+        recorded = codes.attrs.get("features")
+        if not recorded:
+            raise SearchError(
+                f"{run_dir}/codes.h5 does not record its feature file: pass "
+                f"features=... (--features)"
+            )
+        # recorded relative to the workflow directory, which is 4 levels above the run
+        # (results/{dataset}/{method}/{bits}bits/seed{seed})
+        candidates = [Path(recorded), run_dir.resolve().parents[4] / recorded]
+    for path in candidates:
+        if path.exists():
+            return path
+    raise SearchError(
+        f"feature file of {run_dir} not found (tried {[str(p) for p in candidates]}); "
+        f"pass features=... (--features)"
+    )
+
+
+class Searcher:
+    """Load a run once, then answer text and image queries against its database."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        features: str | os.PathLike | None = None,
+        backend: str = "exact",
+        device: str = "auto",
+        encoder=None,
+        **backend_options,
+    ):
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise SearchError(f"run directory {self.run_dir} does not exist")
+        self.codes = load_codes(self.run_dir / "codes.h5")
+        self.method = load_model(self.run_dir / "model.pt", resolve_device(device))
+        if self.method.bits != self.codes.bits:
+            raise SearchError(
+                f"{self.run_dir}: model.pt encodes {self.method.bits} bits but "
+                f"codes.h5 holds {self.codes.bits}-bit codes; re-export the codes "
+                f"(snakemake {self.run_dir / 'codes.h5'} --force)"
+            )
+        self.features = _feature_file(self.run_dir, self.codes, features)
+        self.attrs = read_attrs(self.features)
+        feats = read_features(self.features, parts=["texts"])
+        rows = self.codes.database.index
+        self.texts = feats.texts[rows] if feats.texts is not None else None
+        self.labels = feats.labels[rows]
+        self.label_names = np.asarray(feats.label_names)
+        self.backend = backend
+        self.backend_options = backend_options
+        self._indexes: dict[str, Any] = {}
+        self._encoder = encoder
+        self._device = device
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = open_encoder(self.attrs, self._device)
+        return self._encoder
+
+    def index(self, modality: str):
+        """The index over the database codes of one modality (built on first use)."""
+        if modality not in self._indexes:
+            packed = getattr(self.codes.database, modality)
+            self._indexes[modality] = build_index(
+                packed, self.codes.bits, self.backend, **self.backend_options
+            )
+        return self._indexes[modality]
+
+    # ------------------------------------------------------------------ queries
+    def hash_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _nonempty_texts(texts)
+        feats = self.encoder.encode_texts(list(texts))
+        return pack(self.method.encode(Items(text=feats, texts=list(texts)), "text"))
+
+    def hash_images(self, images: Sequence[str | os.PathLike]) -> np.ndarray:
+        images = _readable_images(images)
+        feats = self.encoder.encode_images(list(images))
+        return pack(self.method.encode(Items(image=feats), "image"))
+
+    def search_texts(
+        self, texts: Sequence[str], k: int = 10, same_modality: bool = False
+    ) -> list[list[Hit]]:
+        """Top-k database items for each text: images by default, texts if ``same_modality``."""
+        return self._rank(self.hash_texts(texts), "text" if same_modality else "image", k)
+
+    def search_images(
+        self, images: Sequence[str | os.PathLike], k: int = 10, same_modality: bool = False
+    ) -> list[list[Hit]]:
+        """Top-k database items for each image file: texts by default, images if ``same_modality``."""
+        return self._rank(self.hash_images(images), "image" if same_modality else "text", k)
+
+    def _rank(self, packed: np.ndarray, target: str, k: int) -> list[list[Hit]]:
+        dist, idx = self.index(target).search(packed, k)
+        out = []
+        for drow, irow in zip(dist, idx, strict=True):
+            hits = []
+            for rank, (d, i) in enumerate(zip(drow, irow, strict=True), start=1):
+                if i < 0:
+                    break
+                hits.append(
+                    Hit(
+                        rank=rank,
+                        distance=int(d),
+                        id=str(self.codes.database.ids[i]),
+                        row=int(self.codes.database.index[i]),
+                        text=str(self.texts[i]) if self.texts is not None else None,
+                        labels=self.label_names[self.labels[i].astype(bool)].tolist(),
+                    )
+                )
+            out.append(hits)
+        return out
+
+
+def _nonempty_texts(texts: Sequence[str]) -> Sequence[str]:
+    if isinstance(texts, str):
+        raise SearchError("pass a list of texts, not one string")
+    if not texts:
+        raise SearchError("empty query: no text given")
+    for i, t in enumerate(texts):
+        if not str(t).strip():
+            raise SearchError(f"empty query: text #{i + 1} is blank")
+    return texts
+
+
+def _readable_images(images: Sequence[str | os.PathLike]) -> Sequence[str | os.PathLike]:
+    from PIL import Image, UnidentifiedImageError
+
+    if not images:
+        raise SearchError("empty query: no image given")
+    for path in images:
+        if not Path(path).is_file():
+            raise SearchError(f"image {path} does not exist")
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise SearchError(f"image {path} is not a readable image: {err}") from None
+    return images

@@ -1,0 +1,543 @@
+"""Dataset download -> prepare against a local HTTP server serving miniature official
+archives; MIRFlickr checked against the real shared metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
+from fileserver import FileServer
+
+from xmhash.data.datasets import SOURCES, DatasetError, get_source
+from xmhash.data.download import ChecksumError
+from xmhash.data.prepared import read_prepared
+from xmhash.data.stage import download_dataset, prepare_dataset
+
+FAST = {"retries": 1, "timeout": 5, "backoff": 0.01}
+
+
+@pytest.fixture(scope="module")
+def mir_meta(shared_dir_or_skip):
+    return MirflickrMeta(shared_dir_or_skip / "data/mirflickr25k-meta", n_images=300)
+
+
+@pytest.fixture(scope="module")
+def shared_dir_or_skip(request):
+    try:
+        return request.getfixturevalue("shared_dir")
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+def get_prepared(tmp_path, source, archives, options=None, **kw):
+    with FileServer(archives) as srv:
+        download_dataset(
+            source,
+            tmp_path / "downloads",
+            {"mirrors": [srv.url], "official_urls": False, **(options or {})},
+            **FAST,
+        )
+    prepare_dataset(source, tmp_path / "downloads", tmp_path / "prepared", options or {})
+    return read_prepared(tmp_path / "prepared")
+
+
+def test_registry_lists_sources_with_files():
+    assert {"mirflickr25k", "nuswide", "coco2014", "iaprtc12", "wikipedia", "manifest"} <= set(
+        SOURCES
+    )
+    for name, src in SOURCES.items():
+        assert src.name == name
+        assert src.prepare is not None or src.import_features is not None
+        assert (src.import_features is None) == (src.encoder is None)
+        assert len(set(src.file_names())) == len(src.files)
+    with pytest.raises(DatasetError, match="unknown dataset source 'nope'.*registered"):
+        get_source("nope")
+
+
+def test_mirflickr_round_trip_equals_the_standard_subset(tmp_path, mir_meta):
+    prep = get_prepared(tmp_path, "mirflickr25k", mirflickr_archives(mir_meta))
+    assert [it.image for it in prep.items] == mir_meta.paths
+    assert [it.id for it in prep.items] == [f"im{k}" for k in mir_meta.numbers]
+    np.testing.assert_array_equal(prep.label_matrix(), mir_meta.labels)
+    assert [it.tags for it in prep.items] == mir_meta.tags
+    assert prep.meta["vocabulary"] == mir_meta.vocabulary
+    assert len(prep.label_names) == 24 and len(prep.meta["vocabulary"]) == 1386
+    counts = prep.meta["counts"]
+    assert counts["kept"] == len(mir_meta.numbers)
+    assert counts["kept"] + counts["dropped_no_label"] + counts["dropped_no_vocabulary_tag"] == 300
+    assert all(prep.image_path(it).is_file() for it in prep.items)
+    # the bag-of-words columns the vocabulary defines reproduce the tag rows
+    col = {t: j for j, t in enumerate(prep.meta["vocabulary"])}
+    assert all(
+        it.text.split(" ") == it.tags and all(t in col for t in it.tags) for it in prep.items
+    )
+
+
+def test_mirflickr_corrupt_image_names_it_and_leaves_nothing(tmp_path, mir_meta):
+    archives = mirflickr_archives(mir_meta)
+    import io
+    import zipfile
+
+    k = mir_meta.numbers[3]
+    with zipfile.ZipFile(io.BytesIO(archives["mirflickr25k.zip"])) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members[f"mirflickr/im{k}.jpg"] = members[f"mirflickr/im{k}.jpg"][:40]
+    archives["mirflickr25k.zip"] = zip_bytes(members)
+    with pytest.raises(DatasetError, match=rf"im{k}\.jpg: corrupt image"):
+        get_prepared(tmp_path, "mirflickr25k", archives)
+    assert not (tmp_path / "prepared").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_mirflickr_missing_annotation_file_is_named(tmp_path, mir_meta):
+    archives = mirflickr_archives(mir_meta)
+    archives["mirflickr25k_annotations_v080.zip"] = zip_bytes({"animals.txt": "1\n"})
+    with pytest.raises(DatasetError, match=r"annotations_v080.zip: annotation files .*baby.txt"):
+        get_prepared(tmp_path, "mirflickr25k", archives)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_prepare_without_download_names_the_missing_file(tmp_path):
+    with pytest.raises(DatasetError, match=r"mirflickr25k\.zip: missing .*download rule"):
+        prepare_dataset("mirflickr25k", tmp_path / "downloads", tmp_path / "prepared", {})
+
+
+def test_download_checksum_mismatch_of_a_registered_file(tmp_path, monkeypatch):
+    import dataclasses
+
+    src = get_source("mirflickr25k")
+    pinned = tuple(dataclasses.replace(f, sha256="0" * 64) for f in src.files)
+    monkeypatch.setitem(SOURCES, "mirflickr25k", dataclasses.replace(src, files=pinned))
+    with FileServer({f.name: b"not the archive" for f in src.files}) as srv:
+        with pytest.raises(ChecksumError, match=r"mirflickr25k\.zip.*sha256 .*expected 0000"):
+            download_dataset(
+                "mirflickr25k", tmp_path, {"mirrors": [srv.url], "official_urls": False}, **FAST
+            )
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- Wikipedia
+
+
+def test_wikipedia_prepare_and_feature_import(tmp_path):
+    from dataset_fixtures import WIKI_CATEGORIES, wikipedia_archive
+
+    from xmhash.data.splits import split_features
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    archive, truth = wikipedia_archive()
+    prep = get_prepared(tmp_path, "wikipedia", {"wikipedia_dataset.zip": archive})
+    assert [it.id for it in prep.items] == truth["ids"]
+    assert [it.labels for it in prep.items] == [[c] for c in truth["labels"]]
+    assert list(prep.official_split()) == truth["split"]
+    assert [it.text for it in prep.items] == truth["texts"]
+    assert prep.label_names == WIKI_CATEGORIES
+    assert all(prep.image_path(it).is_file() for it in prep.items)
+
+    h5 = tmp_path / "wiki_sift_lda.h5"
+    import_features("wikipedia", tmp_path / "downloads", h5, {})
+    feats = read_features(h5)
+    assert list(feats.ids) == truth["ids"]
+    np.testing.assert_allclose(feats.image, truth["image"], rtol=1e-6)
+    np.testing.assert_allclose(feats.text, truth["text"], rtol=1e-6)
+    assert feats.attrs["encoder"] == "wiki_sift_lda"
+    split = split_features(
+        h5, tmp_path / "s.npz", seed=0, query=5, train="all", val=2, official=True
+    )
+    assert list(split.query) == [i for i, s in enumerate(truth["split"]) if s == "query"]
+
+
+def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    from xmhash.data.stage import import_features
+
+    archive, _ = wikipedia_archive()
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    lines = members["wikipedia_dataset/testset_txt_img_cat.list"].decode().splitlines()
+    members["wikipedia_dataset/testset_txt_img_cat.list"] = (
+        "\n".join(lines[:-1]) + "\n"
+    )  # one pair fewer
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads/wikipedia_dataset.zip").write_bytes(zip_bytes(members))
+    with pytest.raises(
+        DatasetError,
+        match=r"raw_features\.mat: I_te has shape \(5, 128\), "
+        r"expected \(4, D\)",
+    ):
+        import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", {})
+    assert not (tmp_path / "f.h5").exists()
+
+
+# ---------------------------------------------------------------- NUS-WIDE
+
+
+@pytest.fixture(scope="module")
+def nus_vocab(shared_dir_or_skip):
+    return (
+        (shared_dir_or_skip / "data/mirflickr25k-meta/nuswide_TagList1k.txt")
+        .read_text()
+        .split("\n")[:-1]
+    )
+
+
+def _write_images(root, images):
+    for rel, data in images.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+@pytest.mark.parametrize("variant, k", [("tc10", 10), ("tc21", 21)])
+def test_nuswide_variants_keep_the_most_frequent_concepts(tmp_path, nus_vocab, variant, k):
+    from dataset_fixtures import nuswide_files
+
+    official, images, raw = nuswide_files(nus_vocab)
+    _write_images(tmp_path / "imgs", images)
+    prep = get_prepared(
+        tmp_path, "nuswide", official, {"variant": variant, "image_dir": str(tmp_path / "imgs")}
+    )
+    freq = raw["labels"].astype(int).sum(0)
+    top = sorted(range(len(freq)), key=lambda j: (-freq[j], j))[:k]
+    assert prep.label_names == [raw["concepts"][j] for j in top]
+    y = raw["labels"][:, top]
+    keep = [i for i in range(len(y)) if y[i].any() and raw["tags"][i].any()]
+    assert [it.image for it in prep.items] == [raw["paths"][i] for i in keep]
+    np.testing.assert_array_equal(prep.label_matrix(), y[keep])
+    assert [it.tags for it in prep.items] == [
+        [nus_vocab[j] for j in np.flatnonzero(raw["tags"][i])] for i in keep
+    ]
+    assert prep.image_root == (tmp_path / "imgs").resolve()
+
+
+def test_nuswide_label_file_with_wrong_rows_is_named(tmp_path, nus_vocab):
+    from dataset_fixtures import nuswide_files
+
+    official, images, raw = nuswide_files(nus_vocab)
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(official["Groundtruth.zip"])) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    bad = f"Groundtruth/AllLabels/Labels_{raw['concepts'][3]}.txt"
+    members[bad] = members[bad][:-4]  # two rows fewer
+    official["Groundtruth.zip"] = zip_bytes(members)
+    _write_images(tmp_path / "imgs", images)
+    with pytest.raises(
+        DatasetError,
+        match=rf"Labels_{raw['concepts'][3]}\.txt: 38 rows x 1 "
+        r"columns, expected \(40, 1\)",
+    ):
+        get_prepared(tmp_path, "nuswide", official, {"image_dir": str(tmp_path / "imgs")})
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_nuswide_needs_the_image_folder(tmp_path, nus_vocab):
+    from dataset_fixtures import nuswide_files
+
+    official, _, _ = nuswide_files(nus_vocab)
+    with pytest.raises(DatasetError, match=r"image_dir is not set"):
+        get_prepared(tmp_path, "nuswide", official)
+
+
+# ---------------------------------------------------------------- MS-COCO
+
+
+def test_coco_labels_captions_and_dropped_count(tmp_path):
+    from dataset_fixtures import coco_archives
+
+    archives, truth = coco_archives()
+    prep = get_prepared(tmp_path, "coco2014", archives)
+    assert prep.label_names == ["person", "car", "dog", "toothbrush"]
+    assert [it.id for it in prep.items] == truth["ids"]
+    assert {it.id: it.labels for it in prep.items} == truth["labels"]
+    assert prep.meta["counts"] == {"images": 5, "dropped_no_label": 1, "kept": 4}
+    first = prep.items[0]
+    assert first.captions == [f"a photo {first.id}-{j}" for j in range(5)]
+    assert first.text == first.captions[0]
+    assert all(prep.image_path(it).is_file() for it in prep.items)
+
+
+# ---------------------------------------------------------------- IAPR TC-12
+
+
+def test_iapr_captions_and_label_file(tmp_path):
+    from dataset_fixtures import jpeg, tar_gz_bytes
+
+    members = {}
+    for d, i in (("00", 25), ("00", 26), ("01", 1007)):
+        members[f"iaprtc12/images/{d}/{i}.jpg"] = jpeg(i)
+        members[f"iaprtc12/annotations_complete_eng/{d}/{i}.eng"] = (
+            f"<DOC>\n<DOCNO>annotations/{d}/{i}.eng</DOCNO>\n<TITLE>title {i}</TITLE>\n"
+            f"<DESCRIPTION>a view of {i};</DESCRIPTION>\n</DOC>\n"
+        )
+    labels = tmp_path / "labels.txt"
+    labels.write_text("00/25 sky tree\n01/1007 sky\n")
+    prep = get_prepared(
+        tmp_path, "iaprtc12", {"iaprtc12.tgz": tar_gz_bytes(members)}, {"labels_file": str(labels)}
+    )
+    assert [it.id for it in prep.items] == ["00_25", "01_1007"]
+    assert prep.label_names == ["sky", "tree"]
+    assert [it.labels for it in prep.items] == [[0, 1], [0]]
+    assert prep.items[0].text == "a view of 25;"
+    assert prep.meta["counts"]["dropped_no_label_or_text"] == 1
+
+
+# ---------------------------------------------------------------- class folders
+
+
+def _folders(root, pairs_per_class, texts_per_class):
+    from dataset_fixtures import jpeg
+
+    for c in ("albatross", "wren"):
+        for i in range(pairs_per_class):
+            (root / "images" / c).mkdir(parents=True, exist_ok=True)
+            (root / "images" / c / f"{c}{i}.jpg").write_bytes(jpeg(i))
+        for i in range(texts_per_class):
+            (root / "texts" / c).mkdir(parents=True, exist_ok=True)
+            (root / "texts" / c / f"{c}{i}.txt").write_text(f"text {c} {i}\n")
+
+
+def test_instance_pairing_by_file_name(tmp_path):
+    _folders(tmp_path / "xm", 3, 2)
+    prep = get_prepared(tmp_path, "xmedia", {}, {"root": str(tmp_path / "xm")})
+    assert [it.id for it in prep.items] == [
+        "albatross/albatross0",
+        "albatross/albatross1",
+        "wren/wren0",
+        "wren/wren1",
+    ]
+    assert prep.items[1].text == "text albatross 1" and prep.items[2].labels == [1]
+    assert prep.meta["counts"]["unpaired_files"] == 2
+
+
+def test_fg_xmedia_class_level_pairing(tmp_path):
+    _folders(tmp_path / "fg", 5, 2)
+    prep = get_prepared(tmp_path, "fg_xmedia", {}, {"root": str(tmp_path / "fg")})
+    assert len(prep.items) == 10  # every image once
+    albatross = [it.text for it in prep.items if it.labels == [0]]
+    assert albatross == [f"text albatross {i % 2}" for i in range(5)]  # texts in turn
+
+
+def test_registration_only_set_without_root_says_what_to_set(tmp_path):
+    with pytest.raises(DatasetError, match=r"datasets.<xmedianet>.root must name"):
+        get_prepared(tmp_path, "xmedianet", {})
+
+
+# ---------------------------------------------------------------- manifest
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_manifest(tmp_path, kind):
+    import json
+
+    from dataset_fixtures import jpeg
+
+    (tmp_path / "imgs/a").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / f"imgs/a/{i}.jpg").write_bytes(jpeg(i))
+    rows = [
+        ("a/0.jpg", "a red car", ["car", "red"]),
+        ("a/1.jpg", "a dog, running", ["dog"]),
+        ("a/2.jpg", "nothing", []),
+    ]
+    path = tmp_path / f"m.{kind}"
+    if kind == "csv":
+        path.write_text(
+            "image,text,labels\n" + "".join(f'{im},"{tx}",{"|".join(ls)}\n' for im, tx, ls in rows)
+        )
+    else:
+        path.write_text(
+            "".join(
+                json.dumps({"image": im, "text": tx, "labels": ls}) + "\n" for im, tx, ls in rows
+            )
+        )
+    prep = get_prepared(
+        tmp_path, "manifest", {}, {"manifest": str(path), "image_dir": str(tmp_path / "imgs")}
+    )
+    assert prep.label_names == ["car", "dog", "red"]
+    assert [(it.image, it.text, it.labels) for it in prep.items] == [
+        ("a/0.jpg", "a red car", [0, 2]),
+        ("a/1.jpg", "a dog, running", [1]),
+        ("a/2.jpg", "nothing", []),
+    ]
+
+
+def test_manifest_line_with_missing_image_is_named(tmp_path):
+    from dataset_fixtures import jpeg
+
+    (tmp_path / "0.jpg").write_bytes(jpeg(0))
+    path = tmp_path / "m.csv"
+    path.write_text("image,text,labels\n0.jpg,x,a\nmissing.jpg,y,b\n")
+    with pytest.raises(DatasetError, match=r"m\.csv, line 3: image 'missing.jpg' not found"):
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_missing_manifest_file_is_named(tmp_path):
+    with pytest.raises(DatasetError, match=r"nope\.jsonl: manifest file missing"):
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(tmp_path / "nope.jsonl")})
+
+
+# ---------------------------------------------------------------- .mat imports
+
+
+def test_dcmh_mat_import_and_row_mismatch(tmp_path):
+    from dataset_fixtures import mat_bytes
+
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 16)), (rng.random((30, 50)) < 0.1).astype(np.float64)
+    lab = (rng.random((30, 24)) < 0.2).astype(np.float64)
+    for name, key, arr in (("i", "XAll", x), ("y", "YAll", y), ("l", "LAll", lab)):
+        (tmp_path / f"{name}.mat").write_bytes(mat_bytes({key: arr}))
+    opts = {
+        "image_mat": str(tmp_path / "i.mat"),
+        "image_key": "XAll",
+        "text_mat": str(tmp_path / "y.mat"),
+        "text_key": "YAll",
+        "label_mat": str(tmp_path / "l.mat"),
+        "label_key": "LAll",
+    }
+    download_dataset("dcmh_mat", tmp_path / "dl", {})
+    import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    feats = read_features(tmp_path / "f.h5")
+    np.testing.assert_allclose(feats.image, x, rtol=1e-6)
+    np.testing.assert_array_equal(feats.labels, lab.astype(np.uint8))
+
+    (tmp_path / "l.mat").write_bytes(mat_bytes({"LAll": lab[:29]}))
+    with pytest.raises(DatasetError, match=r"l\.mat: LAll has 29 rows, expected 30"):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)
+    assert not (tmp_path / "g.h5").exists()
+
+
+def test_rshnl_xmedia_mat_split(tmp_path):
+    from dataset_fixtures import mat_bytes
+
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "I_tr_CNN": rng.random((40, 8)),
+        "T_tr_BOW": rng.random((40, 6)),
+        "trImgCat": rng.integers(1, 21, (40, 1)),
+        "I_te_CNN": rng.random((12, 8)),
+        "T_te_BOW": rng.random((12, 6)),
+        "teImgCat": rng.integers(1, 21, (12, 1)),
+    }
+    arrays["trImgCat"][0] = 20
+    (tmp_path / "x.mat").write_bytes(mat_bytes(arrays))
+    download_dataset("rshnl_mat", tmp_path / "dl", {})
+    import_features(
+        "rshnl_mat",
+        tmp_path / "dl",
+        tmp_path / "f.h5",
+        {"mat": str(tmp_path / "x.mat"), "format": "xmedia", "val_rows": 5},
+    )
+    feats = read_features(tmp_path / "f.h5")
+    assert list(feats.official_split) == ["train"] * 40 + ["val"] * 5 + ["query"] * 7
+    assert feats.labels.shape == (52, 20) and (feats.labels.sum(1) == 1).all()
+    cat = np.concatenate([arrays["trImgCat"], arrays["teImgCat"]]).ravel()
+    np.testing.assert_array_equal(feats.labels.argmax(1), cat - 1)
+
+
+def test_truncated_download_in_place_is_reported_by_prepare(tmp_path, mir_meta):
+    from xmhash.data.download import ArchiveError
+
+    archives = mirflickr_archives(mir_meta)
+    (tmp_path / "downloads").mkdir()
+    for name, data in archives.items():
+        (tmp_path / "downloads" / name).write_bytes(data)
+    path = tmp_path / "downloads/mirflickr25k.zip"
+    path.write_bytes(path.read_bytes()[:-5000])
+    with pytest.raises(
+        ArchiveError,
+        match=r"mirflickr25k\.zip: not a zip or tar archive, or "
+        r"truncated",
+    ):
+        prepare_dataset("mirflickr25k", tmp_path / "downloads", tmp_path / "prepared", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+
+
+def test_schema_source_enum_equals_registry():
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["datasets"]["additionalProperties"]["properties"]
+    assert set(props["source"]["enum"]) == {"demo", *SOURCES}
+    for src in SOURCES.values():
+        assert set(src.options) <= set(props), src.name
+
+
+@pytest.mark.parametrize("v73", [True, False])
+def test_dcmh_raw_pixels_become_a_prepared_dataset(tmp_path, v73):
+    import h5py
+    from dataset_fixtures import mat_bytes
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    n, h, w = 6, 5, 7
+    hwc = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)  # what each image must be
+    if v73:  # as h5py sees a MATLAB v7.3 IAll: (N, 3, W, H)
+        with h5py.File(tmp_path / "iall.mat", "w", userblock_size=512) as f:
+            f["IAll"] = hwc.transpose(0, 3, 2, 1)
+    else:  # v5: MATLAB order (H, W, 3, N)
+        (tmp_path / "iall.mat").write_bytes(mat_bytes({"IAll": hwc.transpose(1, 2, 3, 0)}))
+    vocab = ["sky", "dog", "night", "red"]
+    bow = np.array(
+        [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 1, 0], [1, 0, 0, 0]], float
+    )
+    lab = (rng.random((n, 3)) < 0.5).astype(float)
+    (tmp_path / "y.mat").write_bytes(mat_bytes({"YAll": bow}))
+    (tmp_path / "l.mat").write_bytes(mat_bytes({"LAll": lab}))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    opts = {
+        "image_mat": str(tmp_path / "iall.mat"),
+        "image_key": "IAll",
+        "text_mat": str(tmp_path / "y.mat"),
+        "text_key": "YAll",
+        "label_mat": str(tmp_path / "l.mat"),
+        "label_key": "LAll",
+        "vocabulary": str(tmp_path / "vocab.txt"),
+    }
+    download_dataset("dcmh_mat", tmp_path / "dl", {})
+    prepare_dataset("dcmh_mat", tmp_path / "dl", tmp_path / "prepared", opts)
+    prep = read_prepared(tmp_path / "prepared")
+    for i, it in enumerate(prep.items):
+        np.testing.assert_array_equal(np.asarray(Image.open(prep.image_path(it))), hwc[i])
+    assert [it.text for it in prep.items] == [
+        "sky red",
+        "dog",
+        "",
+        "sky dog night red",
+        "night",
+        "sky",
+    ]
+    np.testing.assert_array_equal(prep.label_matrix(), lab.astype(np.uint8))
+
+    (tmp_path / "vocab.txt").write_text("sky\ndog\n")
+    with pytest.raises(DatasetError, match=r"vocab.txt: 2 words, but y.mat:YAll has 4 columns"):
+        prepare_dataset("dcmh_mat", tmp_path / "dl", tmp_path / "p2", opts)
+    assert not (tmp_path / "p2").exists()
+
+
+def test_v73_feature_arrays_are_read_in_matlab_orientation(tmp_path):
+    import h5py
+
+    from xmhash.data.datasets.matfile import load_mat
+
+    x = np.arange(12.0).reshape(4, 3)  # MATLAB: 4 items x 3 dims
+    with h5py.File(tmp_path / "x.mat", "w", userblock_size=512) as f:
+        f["XAll"] = x.T  # how MATLAB v7.3 stores it (column-major)
+    np.testing.assert_array_equal(load_mat(tmp_path / "x.mat")["XAll"], x)
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
+    with pytest.raises(DatasetError, match=r"bad\.mat: not a readable \.mat file"):
+        load_mat(tmp_path / "bad.mat")
