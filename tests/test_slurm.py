@@ -92,6 +92,39 @@ def test_method_param_change_resubmits_only_that_methods_group(tmp_path):
     assert groups == ["run_demo_cca_itq", "summary"] and single == []
 
 
+def planned_gpus(wf: Path, *args: str) -> dict[str, set[int]]:
+    """rule -> the `gpu` resource values of its jobs in a dry run (0 when not declared)."""
+    out = snakemake(wf, "-n", *args).stdout
+    gpus: dict[str, set[int]] = {}
+    rule = None
+    for line in out.splitlines():
+        m = re.match(r"^\s*(?:\[[^\]]*\] )?(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+        m = re.match(r"^\s+resources: (.*)", line)
+        if m and rule:
+            found = re.search(r"\bgpu=(\d+)", m.group(1))
+            gpus.setdefault(rule, set()).add(int(found.group(1)) if found else 0)
+            rule = None
+    return gpus
+
+
+@pytest.mark.workflow
+def test_gpu_is_requested_only_for_cuda_jobs(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    for device, want in (("cuda:1", 1), ("cpu", 0), ("auto", 0)):
+        (wf / "device.yaml").write_text(yaml.safe_dump({"device": device}))
+        gpus = planned_gpus(
+            wf, "--workflow-profile", SLURM_PROFILE, "--configfile", SMOKE, "device.yaml"
+        )
+        assert gpus["train"] == gpus["export_codes"] == {want}, (device, gpus)
+        assert gpus["evaluate"] == gpus["split"] == {0}, (device, gpus)
+    # the CPU-only CI cluster never gets a GPU request, whatever the config says
+    (wf / "device.yaml").write_text(yaml.safe_dump({"device": "cuda"}))
+    gpus = planned_gpus(wf, "--workflow-profile", CI_PROFILE, "--configfile", SMOKE, "device.yaml")
+    assert gpus["train"] == gpus["export_codes"] == {0}
+
+
 # ---------------------------------------------------------------- a real Slurm
 
 
