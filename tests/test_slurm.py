@@ -80,18 +80,6 @@ def test_count_jobs_agrees_with_the_grid(tmp_path):
     assert counts["with_groups"] == 2 + 1 + 1 + per_rule["demo_features"]
 
 
-@pytest.mark.workflow
-def test_method_param_change_resubmits_only_that_methods_group(tmp_path):
-    wf = copy_workflow(tmp_path / "wf")
-    snakemake(wf, "--cores", "2", "--configfile", SMOKE, SLURM_CFG)
-    base = ("--workflow-profile", SLURM_PROFILE, "--configfile", SMOKE, SLURM_CFG)
-    assert planned_submissions(wf, *base) == ([], [])
-    overlay = wf / "change.yaml"
-    overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
-    groups, single = planned_submissions(wf, *base, str(overlay))
-    assert groups == ["run_demo_cca_itq", "summary"] and single == []
-
-
 def planned_gpus(wf: Path, *args: str) -> dict[str, set[int]]:
     """rule -> the `gpu` resource values of its jobs in a dry run (0 when not declared)."""
     out = snakemake(wf, "-n", *args).stdout

@@ -96,6 +96,18 @@ def test_method_param_change_reruns_only_that_method(wf, tmp_path):
         assert len([1 for r, _ in jobs if r == rule]) == 4  # 2 bits x 2 seeds
 
 
+def test_method_param_change_resubmits_only_that_methods_slurm_group(wf, tmp_path):
+    # issue 8: the same change with the Slurm profile (a dry run, no cluster needed):
+    # one group job for the changed method (all its bits x seeds) and the summary
+    overlay = tmp_path / "change.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
+    args = ["-n", "--workflow-profile", "workflow/profiles/slurm", "--configfile", SMOKE]
+    assert "Group job" not in snakemake(wf, *args).stdout
+    out = snakemake(wf, *args, str(overlay)).stdout
+    assert sorted(re.findall(r"Group job (\S+) \(jobs", out)) == ["run_demo_cca_itq", "summary"]
+    assert not re.findall(r"^(?:\[[^\]]*\] )?rule (?!all:)\w+:", out, flags=re.M)
+
+
 @pytest.fixture
 def edited(wf):
     """Append a comment to a source file of the copied workflow; restore it afterwards."""
