@@ -1,6 +1,6 @@
 """How many Slurm jobs a grid submits, with and without the profile's job groups.
 
-    python .ci/slurm/count_jobs.py [--profile workflow/profiles/slurm] [CONFIGFILE ...]
+    python .ci/slurm/count_jobs.py [--profile workflow/profiles/slurm] [--all-methods] [CONFIGFILE ...]
 
 Builds the DAG as a dry run from an empty results/ view (every job of the grid is
 counted, whatever already exists), with the profile's `group-components`, and prints
@@ -87,9 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configfiles", nargs="*", help="configs merged over config.yaml")
     ap.add_argument("--profile", default=str(REPO / "workflow/profiles/slurm"))
+    ap.add_argument(
+        "--all-methods", action="store_true", help="set run.methods to every registered method"
+    )
     args = ap.parse_args(argv)
     components = group_components(Path(args.profile))
-    counts = count_submissions(args.configfiles, components)
+    with tempfile.TemporaryDirectory() as tmp:
+        configfiles = list(args.configfiles)
+        if args.all_methods:
+            sys.path.insert(0, str(REPO / "src"))
+            from xmhash.methods import METHODS
+
+            overlay = Path(tmp) / "methods.yaml"
+            overlay.write_text(yaml.safe_dump({"run": {"methods": sorted(METHODS)}}))
+            configfiles.append(str(overlay))
+            print(f"methods: {', '.join(sorted(METHODS))}")
+        counts = count_submissions(configfiles, components)
     print(f"{'rule':<16}{'jobs':>7}")
     for rule, n in sorted(counts["per_rule"].items()):
         print(f"{rule:<16}{n:>7}")
