@@ -21,7 +21,7 @@ def planned_jobs(wf: Path, *configfiles: str) -> set[tuple[str, str]]:
     out = snakemake(wf, *args).stdout
     jobs, rule = set(), None
     for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
+        m = re.match(r"^\s*(?:local)?rule (\w+):", line)  # indented in group jobs
         if m:
             rule = m.group(1)
             if rule == "all":
@@ -94,6 +94,18 @@ def test_method_param_change_reruns_only_that_method(wf, tmp_path):
     for rule in ("train", "export_codes", "evaluate"):
         assert runs_of(jobs, rule) == {"cca_itq"}
         assert len([1 for r, _ in jobs if r == rule]) == 4  # 2 bits x 2 seeds
+
+
+def test_method_param_change_resubmits_only_that_methods_slurm_group(wf, tmp_path):
+    # issue 8: the same change with the Slurm profile (a dry run, no cluster needed):
+    # one group job for the changed method (all its bits x seeds) and the summary
+    overlay = tmp_path / "change.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
+    args = ["-n", "--workflow-profile", "workflow/profiles/slurm", "--configfile", SMOKE]
+    assert "Group job" not in snakemake(wf, *args).stdout
+    out = snakemake(wf, *args, str(overlay)).stdout
+    assert sorted(re.findall(r"Group job (\S+) \(jobs", out)) == ["run_demo_cca_itq", "summary"]
+    assert not re.findall(r"^(?:\[[^\]]*\] )?rule (?!all:)\w+:", out, flags=re.M)
 
 
 @pytest.fixture

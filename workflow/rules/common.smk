@@ -3,6 +3,8 @@
 
 import ast
 import hashlib
+import math
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -219,6 +221,44 @@ def train_code(wildcards):
 def export_code(wildcards):
     return code_fingerprint("xmhash.export", f"xmhash.methods.{wildcards.method}")
 
+
+# ---------------------------------------------------------------- cluster resources
+# (issue 8: Slurm profile) Portable resources for the rules. gpu=1 only when the job
+# runs on CUDA, decided from config["device"] alone (not from the hardware of the host
+# that plans the DAG: a login node has no GPU, and the job re-evaluates its resources on
+# the compute node, so both must agree). `device: auto` therefore requests no GPU: on a
+# cluster, set `device: cuda` to get GPU jobs. mem_mb and runtime grow with the size of
+# the job's input (the feature file dominates) and by RETRY_GROWTH per retry
+# (`retries:` in the profiles), so a job killed for memory or time comes back bigger.
+
+RETRY_GROWTH = 1.5
+
+
+def uses_cuda():
+    return str(config["device"]).startswith("cuda")
+
+
+def gpu_jobs(wildcards):
+    """`gpu` resource: 1 for a job that runs on CUDA, else 0."""
+    return 1 if uses_cuda() else 0
+
+
+def scaled(base, per_input_mb=0.0, on="features"):
+    """A resource callable: base + per_input_mb x size of input `on` (MB), x RETRY_GROWTH
+    per retry. Scales by one named input that exists before the job's group starts (the
+    feature file), not by input.size_mb: inside a job group, outputs of earlier group
+    members do not exist when Slurm resources are computed, and would count as 0."""
+
+    def resource(wildcards, input, attempt):
+        size = 0.0
+        if per_input_mb and on in input.keys() and os.path.exists(input[on]):
+            size = os.path.getsize(input[on]) / 1e6
+        return math.ceil((base + per_input_mb * size) * RETRY_GROWTH ** (attempt - 1))
+
+    return resource
+
+
+# ---------------------------------------------------------------- end cluster resources
 
 # ---------------------------------------------------------------- datasets (issue 3)
 # Real datasets: the registry (src/xmhash/data/datasets/) says which official files a

@@ -16,8 +16,8 @@ rule demo_features:
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/demo_features.py"
 
@@ -34,9 +34,11 @@ rule split:
         "logs/{dataset}/splits/seed{seed}.log",
     conda:
         "../../envs/core.yaml"
+    group:
+        "splits_{dataset}"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000, per_input_mb=1.0),
+        runtime=scaled(5),
     script:
         "../../scripts/split.py"
 
@@ -87,8 +89,8 @@ rule prepare:
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=4000,
-        runtime=240,
+        mem_mb=scaled(4000),
+        runtime=scaled(240),
     script:
         "../../scripts/prepare.py"
 
@@ -112,7 +114,7 @@ rule import_features:
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=scaled(8000),
+        runtime=scaled(60),
     script:
         "../../scripts/import_features.py"

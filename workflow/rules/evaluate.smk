@@ -17,9 +17,11 @@ rule evaluate:
         f"{BENCH}/evaluate.tsv"
     conda:
         "../../envs/core.yaml"
+    group:
+        "run_{dataset}_{method}"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000, per_input_mb=1.0),
+        runtime=scaled(15, per_input_mb=0.1),
     script:
         "../../scripts/evaluate.py"
 
@@ -41,9 +43,11 @@ rule aggregate:
         "logs/summary/aggregate.log",
     conda:
         "../../envs/core.yaml"
+    group:
+        "summary"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/aggregate.py"
 
@@ -69,9 +73,11 @@ rule tables:
         "logs/summary/tables.log",
     conda:
         "../../envs/core.yaml"
+    group:
+        "summary"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/tables.py"
 
@@ -106,8 +112,10 @@ rule plots:
         "logs/summary/plots/{dataset}.log",
     conda:
         "../../envs/core.yaml"
+    group:
+        "summary"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/plots.py"

@@ -17,8 +17,11 @@ rule export_codes:
         f"{LOG}/export.log",
     conda:
         "../../envs/torch.yaml"
+    group:
+        "run_{dataset}_{method}"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000, per_input_mb=3.0),
+        runtime=scaled(15, per_input_mb=0.1),
+        gpu=gpu_jobs,
     script:
         "../../scripts/export_codes.py"

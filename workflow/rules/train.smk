@@ -21,8 +21,11 @@ rule train:
         f"{BENCH}/train.tsv"
     conda:
         "../../envs/torch.yaml"
+    group:
+        "run_{dataset}_{method}"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000, per_input_mb=3.0),
+        runtime=scaled(60, per_input_mb=0.5),
+        gpu=gpu_jobs,
     script:
         "../../scripts/train.py"

@@ -1,0 +1,220 @@
+"""The Slurm profile: job groups and reruns (dry runs, no cluster), and the demo on a
+real single-node Slurm.
+
+The real-Slurm test needs root and apt (.ci/slurm/setup.sh installs Debian's munge,
+slurmctld, slurmd and slurm-client when missing, then starts them) and runs only when
+XMHASH_SLURM_TEST=1, which .ci/run sets. Everything it starts is stopped by PID
+(.ci/slurm/teardown.sh), also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, copy_workflow, snakemake
+
+SMOKE = "tests/config/smoke.yaml"
+SLURM_CFG = "tests/config/slurm.yaml"
+CI = REPO / ".ci/slurm"
+SLURM_PROFILE = "workflow/profiles/slurm"
+CI_PROFILE = "workflow/profiles/slurm-ci"
+RUNDIR = Path(os.environ.get("XMHASH_SLURM_RUNDIR", "/tmp/xmhash-slurm"))
+TIMEOUT = 240  # seconds for one Snakemake run on the CI cluster (then SIGINT)
+
+
+def planned_submissions(wf: Path, *args: str) -> tuple[list[str], list[str]]:
+    """Dry run with a Slurm profile: (group jobs, ungrouped non-`all` rules) it would submit."""
+    out = snakemake(wf, "-n", *args).stdout
+    groups = re.findall(r"Group job (\S+) \(jobs", out)
+    single = re.findall(r"^(?:\[[^\]]*\] )?rule (\w+):", out, flags=re.M)
+    return sorted(groups), sorted(r for r in single if r != "all")
+
+
+# ---------------------------------------------------------------- dry runs, no cluster
+
+
+@pytest.mark.workflow
+def test_profiles_plan_without_slurm_and_group_runs_per_dataset_and_method(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    for profile in (SLURM_PROFILE, CI_PROFILE):
+        groups, single = planned_submissions(
+            wf, "--workflow-profile", profile, "--configfile", SMOKE
+        )
+        # smoke grid: 1 dataset x 2 methods x 2 bits x 2 seeds = 8 runs, 24 jobs
+        assert groups == ["run_demo_cca_itq", "run_demo_lsh", "splits_demo", "summary"]
+        assert single == ["demo_features"]
+
+
+@pytest.mark.workflow
+def test_count_jobs_agrees_with_the_grid(tmp_path):
+    sys.path.insert(0, str(CI))
+    try:
+        from count_jobs import count_submissions, group_components
+    finally:
+        sys.path.remove(str(CI))
+    grid = {
+        "run": {
+            "datasets": ["demo"],
+            "methods": ["lsh", "cca_itq"],
+            "bits": [8, 16, 32],
+            "seeds": [0, 1],
+        }
+    }
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(grid))
+    counts = count_submissions(
+        [str(REPO / SMOKE), str(cfg)], group_components(REPO / SLURM_PROFILE)
+    )
+    runs = 2 * 3 * 2
+    per_rule = counts["per_rule"]
+    assert per_rule["train"] == per_rule["export_codes"] == per_rule["evaluate"] == runs
+    assert counts["local"] == ["all"]
+    assert counts["without_groups"] == sum(per_rule.values()) - 1
+    # one job per dataset x method, one for the splits, one for the summary, features
+    assert counts["with_groups"] == 2 + 1 + 1 + per_rule["demo_features"]
+
+
+def planned_gpus(wf: Path, *args: str) -> dict[str, set[int]]:
+    """rule -> the `gpu` resource values of its jobs in a dry run (0 when not declared)."""
+    out = snakemake(wf, "-n", *args).stdout
+    gpus: dict[str, set[int]] = {}
+    rule = None
+    for line in out.splitlines():
+        m = re.match(r"^\s*(?:\[[^\]]*\] )?(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+        m = re.match(r"^\s+resources: (.*)", line)
+        if m and rule:
+            found = re.search(r"\bgpu=(\d+)", m.group(1))
+            gpus.setdefault(rule, set()).add(int(found.group(1)) if found else 0)
+            rule = None
+    return gpus
+
+
+@pytest.mark.workflow
+def test_gpu_is_requested_only_for_cuda_jobs(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    for device, want in (("cuda:1", 1), ("cpu", 0), ("auto", 0)):
+        (wf / "device.yaml").write_text(yaml.safe_dump({"device": device}))
+        gpus = planned_gpus(
+            wf, "--workflow-profile", SLURM_PROFILE, "--configfile", SMOKE, "device.yaml"
+        )
+        assert gpus["train"] == gpus["export_codes"] == {want}, (device, gpus)
+        assert gpus["evaluate"] == gpus["split"] == {0}, (device, gpus)
+    # the CPU-only CI cluster never gets a GPU request, whatever the config says
+    (wf / "device.yaml").write_text(yaml.safe_dump({"device": "cuda"}))
+    gpus = planned_gpus(wf, "--workflow-profile", CI_PROFILE, "--configfile", SMOKE, "device.yaml")
+    assert gpus["train"] == gpus["export_codes"] == {0}
+
+
+# ---------------------------------------------------------------- a real Slurm
+
+
+def _slurm_enabled() -> bool:
+    return os.environ.get("XMHASH_SLURM_TEST") == "1"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if not _slurm_enabled():
+        pytest.skip("set XMHASH_SLURM_TEST=1 (as root, with apt) to start a local Slurm")
+    if os.geteuid() != 0:
+        pytest.fail(
+            "XMHASH_SLURM_TEST=1 needs root: .ci/slurm/setup.sh installs and "
+            "starts munge/slurmctld/slurmd"
+        )
+    try:
+        subprocess.run(["bash", str(CI / "setup.sh"), str(RUNDIR)], check=True, timeout=600)
+        yield RUNDIR
+    finally:
+        subprocess.run(["bash", str(CI / "teardown.sh"), str(RUNDIR)], timeout=120)
+
+
+def run_on_slurm(wf: Path, *configfiles: str) -> str:
+    """One Snakemake run through the CI profile; SIGINT (which cancels the Slurm jobs)
+    after TIMEOUT seconds, KILL 30 s later. Returns stdout + stderr."""
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "30",
+        str(TIMEOUT),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        CI_PROFILE,
+        "--configfile",
+        *configfiles,
+    ]
+    proc = subprocess.run(
+        cmd, cwd=wf, capture_output=True, text=True, env={**os.environ, "XMHASH_PROGRESS": "0"}
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"rc={proc.returncode} (124 = timed out)\n{out[-6000:]}"
+    return out
+
+
+def submitted(out: str) -> dict[str, Path]:
+    """Slurm job id -> job output file, from 'submitted with SLURM jobid N (log: F)'."""
+    return {
+        m[0]: Path(m[1])
+        for m in re.findall(r"submitted with SLURM jobid (\d+) \(log: ([^)]+)\)", out)
+    }
+
+
+def slurm_states(ids) -> dict[str, str]:
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("|") for line in out.split())
+
+
+@pytest.mark.slurm
+def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_cluster, tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    out = run_on_slurm(wf, SMOKE, SLURM_CFG)
+
+    jobs = submitted(out)
+    # features, splits group, one group per method, summary group
+    assert len(jobs) == 5, out[-4000:]
+    assert slurm_states(jobs) == dict.fromkeys(jobs, "COMPLETED")
+    for job_id, log in jobs.items():
+        text = log.read_text()  # Slurm's job output (kept by the CI profile)
+        assert log.stem == job_id and "--executor slurm-jobstep" in text, log
+        assert re.search(r"Finished job|steps \(100%\) done", text), text[-2000:]
+    groups = {log.parent.name for log in jobs.values()}
+    assert {
+        "group_run_demo_lsh_evaluate_export_codes_train",
+        "group_run_demo_cca_itq_evaluate_export_codes_train",
+    } <= groups
+
+    for method in ("lsh", "cca_itq"):
+        run = wf / f"results/demo/{method}/8bits/seed0"
+        for name in ("model.pt", "codes.h5", "metrics.json"):
+            assert (run / name).stat().st_size > 0, run / name
+    assert "| cca_itq |" in (wf / "results/summary/tables.md").read_text()
+
+    # a parameter of one method: only that method's group and the summary go to Slurm
+    overlay = wf / "change.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
+    lsh_model = wf / "results/demo/lsh/8bits/seed0/model.pt"
+    before = lsh_model.stat().st_mtime_ns
+    out = run_on_slurm(wf, SMOKE, SLURM_CFG, str(overlay))
+    again = submitted(out)
+    assert {log.parent.name for log in again.values()} == {
+        "group_run_demo_cca_itq_evaluate_export_codes_train",
+        "group_summary_aggregate_plots_tables",
+    }
+    assert not set(again) & set(jobs)
+    assert lsh_model.stat().st_mtime_ns == before
