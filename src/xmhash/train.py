@@ -304,6 +304,11 @@ def run_training(
             raise ValueError(
                 f"train_labels has {len(labels)} rows, the split has {len(rows)} training items"
             )
+    resources = dict(resources or {})
+    if "encoder" in cls.needs and feats.attrs.get("encoder_id"):
+        # the encoder the features came from (a model id or local directory), for methods
+        # that fine-tune it (VTM-UCH's paper setting)
+        resources.setdefault("encoder", str(feats.attrs["encoder_id"]))
     data = TrainData(
         image=to_device(feats.image[rows], device),
         text=to_device(feats.text[rows], device),
@@ -316,7 +321,7 @@ def run_training(
         words=feats.words.subset(rows) if feats.words is not None else None,
         regions=feats.regions.subset(rows) if feats.regions is not None else None,
         graph={k: Path(v) for k, v in (graph or {}).items()},
-        resources=dict(resources or {}),
+        resources=resources,
     )
     val = ValData(
         items=Items(
