@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
+from xmhash.methods.djsrh import DJSRH  # djsrh-family
 from xmhash.methods.lsh import LSH
 
 METHODS: dict[str, type[HashMethod]] = {
@@ -14,6 +15,7 @@ METHODS: dict[str, type[HashMethod]] = {
     for cls in (
         LSH,
         CCAITQ,
+        DJSRH,  # djsrh-family
     )
 }
 
