@@ -8,6 +8,7 @@ from __future__ import annotations
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
 from xmhash.methods.djsrh import DJSRH  # djsrh-family
+from xmhash.methods.jdsh import JDSH  # djsrh-family
 from xmhash.methods.lsh import LSH
 
 METHODS: dict[str, type[HashMethod]] = {
@@ -16,6 +17,7 @@ METHODS: dict[str, type[HashMethod]] = {
         LSH,
         CCAITQ,
         DJSRH,  # djsrh-family
+        JDSH,  # djsrh-family
     )
 }
 
