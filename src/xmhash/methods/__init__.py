@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
+from xmhash.methods.dgcpn import DGCPN  # djsrh-family
 from xmhash.methods.djsrh import DJSRH  # djsrh-family
 from xmhash.methods.jdsh import JDSH  # djsrh-family
 from xmhash.methods.lsh import LSH
@@ -18,6 +19,7 @@ METHODS: dict[str, type[HashMethod]] = {
         CCAITQ,
         DJSRH,  # djsrh-family
         JDSH,  # djsrh-family
+        DGCPN,  # djsrh-family
     )
 }
 
