@@ -39,7 +39,7 @@ def test_dsdw_modes_build_the_target(small_demo):
     image, text = data.image[:32], data.text[:32]
     raw = jdsh_similarity(image, text, alpha=0.5, beta=0.1, lamb=0.4)
 
-    off = make(JDSH, JDSHParams(hidden=8, dsdw="off"), small_demo)
+    off = make(JDSH, JDSHParams(hidden=8, dsdw="none"), small_demo)
     off.setup(data)
     torch.testing.assert_close(off.target(image, text), 1.47 * raw)
 

@@ -33,7 +33,7 @@ Deviations from the paper and the official code:
   over to other features, so by default (``dsdw: fit``) they are refitted before training
   on the off-diagonal entries of S' over ``fit_batches`` random training batches, the way
   the config numbers were obtained (mode of the distribution, one half-Gaussian per side:
-  :func:`xmhash.graph.joint.fit_dsdw_thresholds`). ``dsdw: off`` skips the weighting
+  :func:`xmhash.graph.joint.fit_dsdw_thresholds`). ``dsdw: none`` skips the weighting
   (an ablation).
 * The weighting moves entries by a multiple of |s| rather than of s, so that it pushes in
   the intended direction when the thresholds fall on the other side of zero (CLIP
@@ -81,7 +81,7 @@ class JDSHParams(DeepParams):
     lr_text: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0005
-    dsdw: Literal["fit", "fixed", "off"] = "fit"  # thresholds: refit, the config's, or none
+    dsdw: Literal["fit", "fixed", "none"] = "fit"  # thresholds: refit, the config's, or none
     dsdw_a: float = 2.0  # left threshold = loc_left - a * scale_left ("ALPHA")
     dsdw_b: float = 4.0  # right threshold = loc_right + b * scale_right ("BETA")
     dsdw_l1: float = 0.1  # strength of the push-down ("L1"; NUS 0.2)
