@@ -11,8 +11,11 @@ from xmhash.methods.ce_centre import CECentre  # noisy-label track (issue 7)
 from xmhash.methods.cirh import CIRH  # ucch-family
 from xmhash.methods.daeh import DAEH  # ucch-family
 from xmhash.methods.dcmh_feat import DCMHFeat  # noisy-label track (issue 7)
+from xmhash.methods.dgcpn import DGCPN  # djsrh-family
+from xmhash.methods.djsrh import DJSRH  # djsrh-family
 from xmhash.methods.enhash import ENHash  # enhash
 from xmhash.methods.gce_centre import GCECentre  # noisy-label track (issue 7)
+from xmhash.methods.jdsh import JDSH  # djsrh-family
 from xmhash.methods.lsh import LSH
 from xmhash.methods.rshnl import RSHNL  # noisy-label track (issue 7)
 from xmhash.methods.ucch import UCCH  # ucch-family
@@ -34,6 +37,9 @@ METHODS: dict[str, type[HashMethod]] = {
         UCMFH,  # ucch-family
         CIRH,  # ucch-family
         DAEH,  # ucch-family
+        DJSRH,  # djsrh-family
+        JDSH,  # djsrh-family
+        DGCPN,  # djsrh-family
     )
 }
 

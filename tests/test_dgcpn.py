@@ -1,0 +1,97 @@
+"""DGCPN: loss terms by hand, the whole-set similarity, half-binary updates, codes, demo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import demo_chance, demo_map
+from test_djsrh import batch_of, make
+
+from xmhash.graph.joint import graph_coherence_similarity
+from xmhash.methods.base import Items, TrainData
+from xmhash.methods.dgcpn import DGCPN, DGCPNParams, binary, dgcpn_terms
+
+
+def test_loss_terms_by_hand():
+    # B_I B_I^T = I, B_T B_T^T = ones, B_I B_T^T = [[1,1],[0,0]]; S off-diagonal 0.5
+    # (its diagonal, 9, must be ignored by the distance terms)
+    ci = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    ct = torch.tensor([[1.0, 1.0], [3.0, 3.0]])
+    s = torch.tensor([[9.0, 0.5], [0.5, 9.0]])
+    t = dgcpn_terms(ci, ct, s, k_pair=1.5, dis_weight=1.0, cons_weight=1.0)
+    assert t["pair"].item() == pytest.approx((0.5**2 + 1.5**2) / 2, rel=1e-5)
+    assert t["distance"].item() == pytest.approx(3 * 0.5 / 4, rel=1e-5)
+    assert t["consistency"].item() == pytest.approx(3 * 2 / 4, rel=1e-5)
+    assert t["loss"].item() == pytest.approx(1.25 + 0.375 + 1.5, rel=1e-5)
+    t2 = dgcpn_terms(ci, ct, s, k_pair=1.5, dis_weight=2.0, cons_weight=0.0)
+    assert t2["loss"].item() == pytest.approx(1.25 + 0.75, rel=1e-5)
+
+
+def test_binary_has_no_zeros():
+    torch.testing.assert_close(binary(torch.tensor([-0.1, 0.0, 2.0])), torch.tensor([-1.0, 1, 1]))
+
+
+def _data(small_demo, n=200):
+    return TrainData(
+        image=torch.tensor(small_demo.image[:n]),
+        text=torch.tensor(small_demo.text[:n]),
+        rows=np.arange(n),
+    )
+
+
+def test_setup_builds_the_whole_set_similarity(small_demo):
+    m = make(DGCPN, DGCPNParams(hidden=8), small_demo)
+    data = _data(small_demo)
+    m.setup(data)
+    ref = graph_coherence_similarity(
+        data.image, data.text, a1=0.01, a2=0.3, neighbours=80, scale=160.0
+    )
+    torch.testing.assert_close(m.similarity, ref)
+    idx = torch.tensor([5, 1, 7])
+    torch.testing.assert_close(m.target(idx), ref[idx][:, idx])
+
+
+def test_half_binary_updates_touch_one_network_each(small_demo):
+    m = make(DGCPN, DGCPNParams(hidden=16, dropout=0.0), small_demo)
+    m.setup(_data(small_demo))
+    batch = batch_of(small_demo, 32)
+    m.net.train()
+    m._update(m.loss(batch, 0)["loss"], "joint", 0)  # momentum buffers for both networks
+    before = {k: v.clone() for k, v in m.net.state_dict().items()}
+    code_i = torch.tanh(m.project(batch.image, "image"))
+    fixed_t = binary(m.project(batch.text, "text").detach())
+    m._update(m._terms(code_i, fixed_t, m.target(batch.idx))["loss"], "image step", 0)
+    after = m.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("text."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("image."))
+
+
+def test_a_few_steps_reduce_the_loss(small_demo):
+    m = make(DGCPN, DGCPNParams(hidden=64, dropout=0.0), small_demo)
+    m.setup(_data(small_demo))
+    batch = batch_of(small_demo)
+    m.net.train()
+    steps = [m.train_step(batch, epoch=0) for _ in range(10)]
+    assert {"loss", "pair", "distance", "consistency", "loss_image_step", "loss_text_step"} <= set(
+        steps[0]
+    )
+    assert steps[-1]["loss"] < 0.9 * steps[0]["loss"], [s["loss"] for s in steps]
+
+
+def test_encode_gives_pm1_codes_for_both_modalities(small_demo):
+    m = make(DGCPN, DGCPNParams(hidden=32), small_demo, bits=12)
+    items = Items(image=small_demo.image[:10], text=small_demo.text[:10])
+    for modality in ("image", "text"):
+        codes = m.encode(items, modality)
+        assert codes.shape == (10, 12) and codes.dtype == np.int8
+        assert set(np.unique(codes)) <= {-1, 1}
+    # encoding is deterministic (dropout is off in eval mode)
+    assert (m.encode(items, "image") == m.encode(items, "image")).all()
+
+
+def test_beats_lsh_and_chance_on_the_demo(demo_default):
+    score = demo_map(demo_default, "dgcpn", bits=32)
+    lsh = demo_map(demo_default, "lsh", bits=32)
+    chance = demo_chance(demo_default)
+    assert score > lsh + 0.05 and score > chance + 0.15, (score, lsh, chance)
