@@ -159,3 +159,19 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+PAPER_CONFIGS = sorted(p.name for p in (REPO / "config/paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_validate_and_plan_every_stage(wf, name):
+    """A paper protocol config is valid against the schema and plans training, export and
+    evaluation of its whole grid (a dry run: real datasets cannot be downloaded here)."""
+    cfg = yaml.safe_load((REPO / "config/paper" / name).read_text())
+    out = snakemake(wf, "-n", "--cores", "2", "--configfile", f"config/paper/{name}").stdout
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+    run = cfg["run"]
+    grid = len(run["datasets"]) * len(run["methods"]) * len(run["bits"]) * len(run["seeds"])
+    for rule in ("train", "export_codes", "evaluate"):
+        assert counts.get(rule) == grid, (rule, counts)
