@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import demo_chance, demo_map
 from test_djsrh import batch_of, make
 
 from xmhash.graph.joint import graph_coherence_similarity
@@ -88,10 +87,3 @@ def test_encode_gives_pm1_codes_for_both_modalities(small_demo):
         assert set(np.unique(codes)) <= {-1, 1}
     # encoding is deterministic (dropout is off in eval mode)
     assert (m.encode(items, "image") == m.encode(items, "image")).all()
-
-
-def test_beats_lsh_and_chance_on_the_demo(demo_default):
-    score = demo_map(demo_default, "dgcpn", bits=32)
-    lsh = demo_map(demo_default, "lsh", bits=32)
-    chance = demo_chance(demo_default)
-    assert score > lsh + 0.05 and score > chance + 0.15, (score, lsh, chance)

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import demo_chance, demo_map
 
 from xmhash.methods.base import Items, TrainData
 from xmhash.methods.ucch import (
@@ -92,12 +91,6 @@ def test_codes_are_pm1_for_both_modalities(small_demo, tmp_path):
     for modality in ("image", "text"):
         codes = m.encode(items, modality)
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
-
-
-def test_beats_lsh_and_chance_on_the_demo(demo_default):
-    chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
-    ours = demo_map(demo_default, "ucch")
-    assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)
 
 
 class _Killed(UCCH):

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import demo_chance, demo_map
 from torch import nn
 
 from xmhash.methods.base import Items, TrainData
@@ -89,9 +88,3 @@ def test_codes_need_only_one_modality(small_demo):
         items = Items(**{modality: getattr(small_demo, modality)[:30]})  # the other is absent
         codes = m.encode(items, modality)
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
-
-
-def test_beats_lsh_and_chance_on_the_demo(demo_default):
-    chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")
-    ours = demo_map(demo_default, "ucmfh")
-    assert ours > lsh + 0.05 and ours > chance + 0.1, (ours, lsh, chance)
