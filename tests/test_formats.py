@@ -97,3 +97,21 @@ def test_codes_round_trip_and_mat(tmp_path, rng):
     assert (mat["B_query_text"] == back.unpacked("query", "text")).all()
     with pytest.raises(CodeFileError, match="run the export stage"):
         load_codes(tmp_path / "nope.h5")
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    """Temporary files are private (0600); finished outputs follow the umask like any file."""
+    import os
+
+    from xmhash.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "table.md") as tmp:
+            tmp.write_text("x")
+        with atomic_path(tmp_path / "prepared", directory=True) as tmp:
+            (tmp / "items.jsonl").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "prepared").stat().st_mode & 0o777 == 0o755

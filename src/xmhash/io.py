@@ -32,6 +32,8 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         yield tmp
         if directory and path.exists():
             shutil.rmtree(path)
+        if tmp.exists():  # mkstemp/mkdtemp make 0600/0700: give the usual umask modes
+            tmp.chmod((0o777 if tmp.is_dir() else 0o666) & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if tmp.is_dir():
@@ -39,6 +41,12 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
