@@ -25,13 +25,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from xmhash import bits as B  # noqa: E402
 from xmhash import metrics as M  # noqa: E402
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
 from xmhash.methods import get_method  # noqa: E402
 from xmhash.methods.base import Items, TrainData  # noqa: E402
-from xmhash.train import TrainSettings, fit, seed_everything  # noqa: E402
+from xmhash.train import TrainSettings, cross_modal_map, fit, seed_everything  # noqa: E402
 
 VARIANTS = ("base", "memory", "notebook", "full")
 
@@ -66,26 +65,8 @@ def run(
     seconds = time.perf_counter() - t
     q = Items(image=feats.image[split.query], text=feats.text[split.query])
     d = Items(image=feats.image[split.database], text=feats.text[split.database])
-    ql, dl = feats.labels[split.query], feats.labels[split.database]
-    i2t = M.evaluate(
-        B.pack(model.encode(q, "image")),
-        B.pack(model.encode(d, "text")),
-        ql,
-        dl,
-        bits,
-        ks=(),
-        pn=(),
-    )["map@all"]
-    t2i = M.evaluate(
-        B.pack(model.encode(q, "text")),
-        B.pack(model.encode(d, "image")),
-        ql,
-        dl,
-        bits,
-        ks=(),
-        pn=(),
-    )["map@all"]
-    return i2t, t2i, seconds
+    maps = cross_modal_map(model, q, feats.labels[split.query], d, feats.labels[split.database])
+    return maps["i2t"], maps["t2i"], seconds
 
 
 def main() -> None:

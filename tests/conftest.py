@@ -130,40 +130,22 @@ def tiny_detector_dir(tmp_path_factory) -> Path:
 def score_map():
     """score_map(method, feats, query_rows, db_rows) -> mean of mAP@all I->T and T->I of a
     trained method (demo_map below trains one first)."""
-    from xmhash import bits, metrics
     from xmhash.methods.base import Items
+    from xmhash.train import cross_modal_map
+
+    def items(feats, rows) -> Items:
+        texts = None if feats.texts is None else list(feats.texts[rows])
+        return Items(image=feats.image[rows], text=feats.text[rows], texts=texts)
 
     def score(method, feats, query, database) -> float:
-        out = []
-        for q_mod, d_mod in (("image", "text"), ("text", "image")):
-            q = method.encode(
-                Items(
-                    image=feats.image[query],
-                    text=feats.text[query],
-                    texts=None if feats.texts is None else list(feats.texts[query]),
-                ),
-                q_mod,
-            )
-            d = method.encode(
-                Items(
-                    image=feats.image[database],
-                    text=feats.text[database],
-                    texts=None if feats.texts is None else list(feats.texts[database]),
-                ),
-                d_mod,
-            )
-            out.append(
-                metrics.evaluate(
-                    bits.pack(q),
-                    bits.pack(d),
-                    feats.labels[query],
-                    feats.labels[database],
-                    method.bits,
-                    ks=(),
-                    pn=(),
-                )["map@all"]
-            )
-        return float(np.mean(out))
+        maps = cross_modal_map(
+            method,
+            items(feats, query),
+            feats.labels[query],
+            items(feats, database),
+            feats.labels[database],
+        )
+        return float(np.mean(list(maps.values())))
 
     return score
 
@@ -214,11 +196,9 @@ def demo_map(demo: DemoData, method: str, bits: int = 32, seed: int = 0, **overr
     import torch
     import yaml
 
-    from xmhash import bits as B
-    from xmhash import metrics
     from xmhash.methods import get_method
     from xmhash.methods.base import Items, TrainData
-    from xmhash.train import TrainSettings, fit, seed_everything
+    from xmhash.train import TrainSettings, cross_modal_map, fit, seed_everything
 
     cls = get_method(method)
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())["methods"].get(method) or {}
@@ -239,17 +219,8 @@ def demo_map(demo: DemoData, method: str, bits: int = 32, seed: int = 0, **overr
         device="cpu",
     )
     fit(model, data, TrainSettings(device="cpu", checkpoint_every=0))
-    codes = {}
-    for part in ("query", "database"):
-        items = Items(image=f.image[getattr(sp, part)], text=f.text[getattr(sp, part)])
-        codes[part] = {m: B.pack(model.encode(items, m)) for m in ("image", "text")}
-    ql, dl = f.labels[sp.query], f.labels[sp.database]
-    scores = [
-        metrics.evaluate(codes["query"][q], codes["database"][d], ql, dl, bits, ks=(), pn=())[
-            "map@all"
-        ]
-        for q, d in (("image", "text"), ("text", "image"))
-    ]
+    q, d = (Items(image=f.image[rows], text=f.text[rows]) for rows in (sp.query, sp.database))
+    scores = cross_modal_map(model, q, f.labels[sp.query], d, f.labels[sp.database]).values()
     _DEMO_MAPS[key] = float(sum(scores) / 2)
     return _DEMO_MAPS[key]
 

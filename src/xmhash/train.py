@@ -84,16 +84,31 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t
 
 
+def cross_modal_map(
+    method: HashMethod,
+    query: Items,
+    query_labels: np.ndarray,
+    database: Items | None = None,
+    database_labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """mAP@all of I->T (``i2t``) and T->I (``t2i``): the query items' codes ranked against
+    the database items' codes of the other modality (the database defaults to the queries
+    themselves, as in validation)."""
+    if database is None:
+        database, database_labels = query, query_labels
+    q = {m: bits.pack(method.encode(query, m)) for m in ("image", "text")}
+    d = q if database is query else {m: bits.pack(method.encode(database, m)) for m in q}
+    return {
+        task: metrics.evaluate(
+            q[a], d[b], query_labels, database_labels, method.bits, ks=(), pn=()
+        )["map@all"]
+        for task, a, b in (("i2t", "image", "text"), ("t2i", "text", "image"))
+    }
+
+
 def validation_map(method: HashMethod, val: ValData) -> float:
     """Mean of mAP@all I->T and T->I with the validation split as queries and database."""
-    packed = {m: bits.pack(method.encode(val.items, m)) for m in ("image", "text")}
-    scores = [
-        metrics.evaluate(packed[q], packed[d], val.labels, val.labels, method.bits, ks=(), pn=())[
-            "map@all"
-        ]
-        for q, d in (("image", "text"), ("text", "image"))
-    ]
-    return float(np.mean(scores))
+    return float(np.mean(list(cross_modal_map(method, val.items, val.labels).values())))
 
 
 def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -> str:
