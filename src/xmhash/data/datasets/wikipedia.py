@@ -70,14 +70,19 @@ def _text(path: Path) -> str:
     return " ".join(html.unescape(m.group(1)).split())
 
 
+def _unpacked(files: dict[str, Path], work: Path) -> Path:
+    """The archive unpacked into ``work``: the folder holding the train/test lists."""
+    return find_dir(
+        unpack(files[ARCHIVE], work),
+        "trainset_txt_img_cat.list",
+        "the Wikipedia lists",
+        files[ARCHIVE],
+    )
+
+
 def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
     with workdir(out) as work:
-        root = find_dir(
-            unpack(files[ARCHIVE], work),
-            "trainset_txt_img_cat.list",
-            "the Wikipedia lists",
-            files[ARCHIVE],
-        )
+        root = _unpacked(files, work)
         names, pairs = _pairs(root)
         items = [
             Item(
@@ -118,12 +123,7 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
     from xmhash.features.store import Features, write_features
 
     with workdir(out) as work:
-        root = find_dir(
-            unpack(files[ARCHIVE], work),
-            "trainset_txt_img_cat.list",
-            "the Wikipedia lists",
-            files[ARCHIVE],
-        )
+        root = _unpacked(files, work)
         names, pairs = _pairs(root)
         mat_path = root / "raw_features.mat"
         mat = load_mat(mat_path)
