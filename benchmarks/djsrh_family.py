@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _limits import matmul_gflops  # benchmarks/_limits.py
+
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.methods import get_method  # noqa: E402
 from xmhash.methods.base import TrainData  # noqa: E402
@@ -29,15 +31,6 @@ from xmhash.train import TrainSettings, fit  # noqa: E402
 
 # forward+backward passes of both MLPs per batch: DGCPN makes three updates
 PASSES = {"djsrh": 1, "jdsh": 1, "dgcpn": 3}
-
-
-def matmul_gflops(n: int = 1024, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from _limits import matmul_gflops  # benchmarks/_limits.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from xmhash.data.demo import DemoSpec, generate_demo
@@ -32,15 +33,6 @@ from xmhash.methods.base import ClosedFormMethod, TrainData
 from xmhash.train import TrainSettings, fit
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def matmul_gflops(n: int = 1024, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def method_blocks(paths: list[str]) -> tuple[dict, dict]:
