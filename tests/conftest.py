@@ -46,6 +46,18 @@ def small_demo_file(small_demo, tmp_path_factory) -> Path:
     return path
 
 
+def train_data(feats, rows) -> Any:
+    """``TrainData`` (CPU tensors) of some feature rows: an index array, or n for the first n."""
+    import torch
+
+    from xmhash.methods.base import TrainData
+
+    rows = np.arange(rows) if isinstance(rows, int) else np.asarray(rows)
+    return TrainData(
+        image=torch.tensor(feats.image[rows]), text=torch.tensor(feats.text[rows]), rows=rows
+    )
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

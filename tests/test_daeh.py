@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import train_data
 
-from xmhash.methods.base import Items, TrainData
+from xmhash.methods.base import Items
 from xmhash.methods.daeh import (
     DAEH,
     DAEHParams,
@@ -74,10 +75,7 @@ def test_renyi_mutual_information_extremes():
 
 
 def _data(demo, n=400):
-    rows = np.arange(n)
-    return TrainData(
-        image=torch.tensor(demo.image[rows]), text=torch.tensor(demo.text[rows]), rows=rows
-    )
+    return train_data(demo, n)
 
 
 def test_training_reduces_the_loss(small_demo):

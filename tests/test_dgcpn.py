@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import train_data
 from test_djsrh import batch_of, make
 
 from xmhash.graph.joint import graph_coherence_similarity
-from xmhash.methods.base import Items, TrainData
+from xmhash.methods.base import Items
 from xmhash.methods.dgcpn import DGCPN, DGCPNParams, binary, dgcpn_terms
 
 
@@ -32,11 +33,7 @@ def test_binary_has_no_zeros():
 
 
 def _data(small_demo, n=200):
-    return TrainData(
-        image=torch.tensor(small_demo.image[:n]),
-        text=torch.tensor(small_demo.text[:n]),
-        rows=np.arange(n),
-    )
+    return train_data(small_demo, n)
 
 
 def test_setup_builds_the_whole_set_similarity(small_demo):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, train_data
 
 from xmhash.graph.memory import (
     assignment_confidence,
@@ -260,9 +260,7 @@ SMALL = dict(epochs=4, batch_size=64, hidden=64, clusters=8, warmup_epochs=1)
 
 
 def _data(feats, rows) -> TrainData:
-    return TrainData(
-        image=torch.tensor(feats.image[rows]), text=torch.tensor(feats.text[rows]), rows=rows
-    )
+    return train_data(feats, rows)
 
 
 def _method(seed=0, bits=16, dims=(64, 64), **kw) -> ENHash:

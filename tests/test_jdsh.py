@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import train_data
 from test_djsrh import batch_of, make
 
 from xmhash.graph.joint import dsdw_weight, jdsh_similarity
-from xmhash.methods.base import Items, TrainData
+from xmhash.methods.base import Items
 from xmhash.methods.jdsh import JDSH, JDSHParams, jdsh_terms
 
 
@@ -26,11 +27,7 @@ def test_loss_terms_by_hand():
 
 
 def _data(small_demo, n=300):
-    return TrainData(
-        image=torch.tensor(small_demo.image[:n]),
-        text=torch.tensor(small_demo.text[:n]),
-        rows=np.arange(n),
-    )
+    return train_data(small_demo, n)
 
 
 def test_dsdw_modes_build_the_target(small_demo):

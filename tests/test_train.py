@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from conftest import train_data
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, Items, TrainData, mlp
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, Items, mlp
 from xmhash.train import TrainSettings, ValData, fit
 
 
@@ -56,11 +57,7 @@ class Toy(DeepMethod):
 
 
 def _data(small_demo, rows):
-    return TrainData(
-        image=torch.tensor(small_demo.image[rows]),
-        text=torch.tensor(small_demo.text[rows]),
-        rows=rows,
-    )
+    return train_data(small_demo, rows)
 
 
 def _toy(seed=0, **kw):

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import train_data
 from torch import nn
 
-from xmhash.methods.base import Items, TrainData
+from xmhash.methods.base import Items
 from xmhash.methods.ucmfh import UCMFH, TokenEncoderLayer, UCMFHParams, nt_xent
 from xmhash.train import TrainSettings, fit
 
@@ -64,10 +65,7 @@ def test_hash_lr_follows_the_per_iteration_multistep():
 
 
 def _data(demo, n=400):
-    rows = np.arange(n)
-    return TrainData(
-        image=torch.tensor(demo.image[rows]), text=torch.tensor(demo.text[rows]), rows=rows
-    )
+    return train_data(demo, n)
 
 
 def test_training_reduces_the_loss(small_demo):
