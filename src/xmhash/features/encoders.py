@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmhash.methods.base import resolve_device
+from xmhash.device import resolve_device
 
 log = logging.getLogger(__name__)
 

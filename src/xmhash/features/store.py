@@ -525,10 +525,6 @@ class FeatureWriter:
         if getattr(self, "f", None) is not None and self.f.id.valid:
             self.f.close()
 
-    def discard(self) -> None:
-        self.close()
-        self.partial.unlink(missing_ok=True)
-
 
 def _resizable(group: h5py.Group, name: str, row: tuple[int, ...], dtype: Any) -> h5py.Dataset:
     row_bytes = 64 if dtype is _STR else np.dtype(dtype).itemsize * int(np.prod(row or (1,)))

@@ -25,8 +25,8 @@ import numpy as np
 
 from xmhash.bits import pack
 from xmhash.codes import Codes, load_codes
+from xmhash.device import resolve_device
 from xmhash.features.store import read_attrs, read_features
-from xmhash.methods.base import Items, load_model, resolve_device
 from xmhash.search.index import BACKENDS, build_index
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ class Searcher:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise SearchError(f"run directory {self.run_dir} does not exist")
+        from xmhash.methods.base import load_model  # the method registry imports torch
+
         self.codes = load_codes(self.run_dir / "codes.h5")
         self.method = load_model(self.run_dir / "model.pt", resolve_device(device))
         if self.method.bits != self.codes.bits:
@@ -149,11 +151,15 @@ class Searcher:
 
     # ------------------------------------------------------------------ queries
     def hash_texts(self, texts: Sequence[str]) -> np.ndarray:
+        from xmhash.methods.base import Items
+
         texts = _nonempty_texts(texts)
         feats = self.encoder.encode_texts(list(texts))
         return pack(self.method.encode(Items(text=feats, texts=list(texts)), "text"))
 
     def hash_images(self, images: Sequence[str | os.PathLike]) -> np.ndarray:
+        from xmhash.methods.base import Items
+
         images = _readable_images(images)
         feats = self.encoder.encode_images(list(images))
         return pack(self.method.encode(Items(image=feats), "image"))
