@@ -352,6 +352,25 @@ def test_uncommitted_writes_are_dropped_on_resume(prepared, encoder, extracted, 
     np.testing.assert_allclose(a.image, b.image, atol=1e-6)
 
 
+def test_a_damaged_partial_file_is_detected_and_redone(
+    prepared, encoder, extracted, tmp_path, caplog
+):
+    out = tmp_path / "d.h5"
+    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
+    with h5py.File(partial_path(out), "r") as f:  # bytes of a compressed chunk, as a
+        info = f["image"].id.get_chunk_info(0)  # write cut short by a full disk leaves
+    with open(partial_path(out), "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\xaa" * 16)
+    with caplog.at_level("WARNING", logger="xmhash.features.store"):
+        extract_features(prepared, encoder, out, SETTINGS)
+    assert "damaged partial file" in caplog.text and "starting over from item 0" in caplog.text
+    a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+    np.testing.assert_allclose(a.regions.embeddings, b.regions.embeddings, atol=1e-6)
+
+
 def test_partial_file_from_other_settings_is_not_reused(prepared, encoder, tmp_path):
     out = tmp_path / "s.h5"
     assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None

@@ -270,7 +270,7 @@ def extract_features(
             "torch_version": encoder.attrs.get("torch_version", ""),
             "n_source_items": n,
         }
-        writer.finish(label_names=prep.label_names, attrs=attrs)
+        writer.finish(label_names=prep.label_names, attrs=attrs, items=n)
     except BaseException:
         writer.close()
         raise
