@@ -14,8 +14,7 @@ rule features:
         "results/{dataset}/features/{encoder}.h5",
     params:
         settings=features_settings,
-        encoders=features_encoders,
-        device=features_device,
+        encoder=features_encoder,
         code=code_fingerprint("xmhash.features.extract"),
     wildcard_constraints:
         dataset=alternatives(datasets_with_prepared()),

@@ -73,6 +73,21 @@ def open_encoder(attrs: dict[str, Any], device: str = "auto"):
     )
 
 
+def _check_same_encoder(features: Path, made: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Refuse an encoder whose weights differ from those the feature file was made with:
+    its queries would be hashed into another space than the database codes."""
+    was, now = made.get("encoder_revision"), loaded.get("revision")
+    if not was or was == "unknown" or not now or now == "unknown" or was == now:
+        return
+    raise SearchError(
+        f"{features} was made with encoder {made.get('encoder_id')} at {was}, but that "
+        f"encoder is now {now}: queries would not match the database codes. Run "
+        f"snakemake again to rebuild the features, models and codes with the new encoder "
+        f"(a changed local encoder directory reruns the feature stage), or restore the "
+        f"encoder the features were made with"
+    )
+
+
 def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
     if features is not None:
         candidates = [Path(features)]
@@ -137,7 +152,9 @@ class Searcher:
     @property
     def encoder(self):
         if self._encoder is None:
-            self._encoder = open_encoder(self.attrs, self._device)
+            encoder = open_encoder(self.attrs, self._device)
+            _check_same_encoder(self.features, self.attrs, getattr(encoder, "attrs", {}))
+            self._encoder = encoder
         return self._encoder
 
     def index(self, modality: str):
