@@ -90,23 +90,25 @@ def _check_same_encoder(features: Path, made: dict[str, Any], loaded: dict[str, 
 
 def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
     if features is not None:
-        candidates = [Path(features)]
-    else:
-        recorded = codes.attrs.get("features")
-        if not recorded:
-            raise SearchError(
-                f"{run_dir}/codes.h5 does not record its feature file: pass "
-                f"features=... (--features)"
-            )
-        # recorded relative to the workflow directory, which is 4 levels above the run
-        # (results/{dataset}/{method}/{bits}bits/seed{seed})
-        candidates = [Path(recorded), run_dir.resolve().parents[4] / recorded]
+        path = Path(features)
+        if not path.is_file():
+            raise SearchError(f"feature file {path} (--features) does not exist")
+        return path
+    recorded = codes.attrs.get("features")
+    if not recorded:
+        raise SearchError(
+            f"{run_dir}/codes.h5 does not record its feature file: pass features=... (--features)"
+        )
+    # recorded relative to the workflow directory: try the working directory, then each
+    # directory above the run (results/{dataset}/{method}/{bits}bits/seed{seed} sits 4 deep)
+    candidates = [Path(recorded)] + [up / recorded for up in run_dir.resolve().parents]
     for path in candidates:
-        if path.exists():
+        if path.is_file():
             return path
     raise SearchError(
-        f"feature file of {run_dir} not found (tried {[str(p) for p in candidates]}); "
-        f"pass features=... (--features)"
+        f"feature file of {run_dir} not found: codes.h5 records {recorded}, which is neither "
+        f"under the working directory nor under a directory above the run (was the run "
+        f"moved out of its workflow?); pass the feature file with features=... (--features)"
     )
 
 
@@ -232,6 +234,11 @@ def _readable_images(images: Sequence[str | os.PathLike]) -> Sequence[str | os.P
     if not images:
         raise SearchError("empty query: no image given")
     for path in images:
+        if Path(path).is_dir():
+            raise SearchError(
+                f"image {path} is a directory; pass one image file, or list image files "
+                f"one per line in a file given to --batch"
+            )
         if not Path(path).is_file():
             raise SearchError(f"image {path} does not exist")
         try:
