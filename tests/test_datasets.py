@@ -9,7 +9,7 @@ from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
 from fileserver import FileServer
 
 from xmhash.data.datasets import SOURCES, DatasetError, get_source
-from xmhash.data.download import ChecksumError
+from xmhash.data.download import ChecksumError, DownloadError
 from xmhash.data.prepared import read_prepared
 from xmhash.data.stage import download_dataset, prepare_dataset
 
@@ -325,8 +325,10 @@ def test_fg_xmedia_class_level_pairing(tmp_path):
 
 
 def test_registration_only_set_without_root_says_what_to_set(tmp_path):
-    with pytest.raises(DatasetError, match=r"datasets.<xmedianet>.root must name"):
-        get_prepared(tmp_path, "xmedianet", {})
+    with pytest.raises(DatasetError, match=r"datasets\.mine\.root must name the xmedianet"):
+        get_prepared(tmp_path, "xmedianet", {}, {"name": "mine"})
+    with pytest.raises(DownloadError, match=r"or set datasets\.mine\.local_dir"):
+        download_dataset("wikipedia", tmp_path / "dl", {"official_urls": False}, dataset="mine")
 
 
 # ---------------------------------------------------------------- manifest

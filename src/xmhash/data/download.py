@@ -160,6 +160,7 @@ def fetch(
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    local_dir_key: str = "datasets.<name>.local_dir",
 ) -> Path:
     """Make ``dest_dir/remote.name`` exist, complete and verified; return its path.
 
@@ -222,9 +223,9 @@ def fetch(
 
     how = (
         f"it is registration-only: obtain {remote.name} by hand ({remote.note or 'see the README'}) "
-        f"and put it in a local archive directory (datasets.<name>.local_dir)"
+        f"and put it in a local archive directory ({local_dir_key})"
         if remote.manual
-        else "check the network, the mirrors, or set datasets.<name>.local_dir"
+        else f"check the network, the mirrors, or set {local_dir_key}"
     )
     cls = ChecksumError if checksum_failures and checksum_failures == len(tried) else DownloadError
     raise cls(f"{final}: could not obtain {remote.name}; {how}. Tried:\n  " + "\n  ".join(tried))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from xmhash.data.datasets import DatasetError, get_source
+from xmhash.data.datasets.base import setting
 from xmhash.data.download import ArchiveError, fetch, quarantine
 from xmhash.io import write_json
 
@@ -36,8 +37,10 @@ def download_dataset(
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 2.0,
+    dataset: str | None = None,
 ) -> list[Path]:
-    """Fetch the source's official files into ``dest_dir``; return their paths."""
+    """Fetch the source's official files into ``dest_dir``; return their paths.
+    ``dataset`` (the config key) names the settings in error messages."""
     src = get_source(source)
     local = options.get("local_dir")
     local_dirs = [Path(local).expanduser()] if local else []
@@ -54,6 +57,7 @@ def download_dataset(
                 retries=retries,
                 timeout=timeout,
                 backoff=backoff,
+                local_dir_key=setting({"name": dataset, **options}, "local_dir"),
             )
         )
     log.info("%s: %d files in %s", src.title, len(paths), dest_dir)

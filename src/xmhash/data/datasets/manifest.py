@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xmhash.data.datasets.base import DatasetError, Source, check_image, option
+from xmhash.data.datasets.base import DatasetError, Source, check_image, option, setting
 from xmhash.data.prepared import Item, write_prepared
 
 
@@ -55,8 +55,8 @@ def _labels(value: Any) -> list[str]:
 def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
     if not options.get("manifest"):
         raise DatasetError(
-            f"config.yaml: datasets.{options.get('name', 'NAME')}.manifest is empty; set it "
-            f"to your .csv or .jsonl manifest (columns image, text, labels)"
+            f"config.yaml: {setting(options, 'manifest')} is empty; set it to your .csv "
+            f"or .jsonl manifest (columns image, text, labels)"
         )
     path = Path(options["manifest"]).expanduser().resolve()
     root = Path(option(options, "image_dir", path.parent)).expanduser().resolve()
