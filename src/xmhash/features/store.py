@@ -515,6 +515,7 @@ class FeatureWriter:
             f.close()
             self._start_over("partial file from different inputs or settings")
             return
+        log.info("%s: checking %d committed items before resuming", self.partial, state["consumed"])
         try:
             self._digests = self._verified(f, state)
         except (OSError, RuntimeError, KeyError, ValueError) as e:
@@ -680,9 +681,11 @@ class FeatureWriter:
 
     def close(self) -> None:
         """Close without finishing: the partial file stays for a resume; the lock goes."""
-        if self.f is not None and self.f.id.valid:
-            self.f.close()
-        self._lock.release()
+        try:
+            if self.f is not None and self.f.id.valid:
+                self.f.close()  # may fail on a full disk: the resume checks the content
+        finally:
+            self._lock.release()
 
 
 def _resizable(group: h5py.Group, name: str, row: tuple[int, ...], dtype: Any) -> h5py.Dataset:
