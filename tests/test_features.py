@@ -552,3 +552,27 @@ def test_zero_shot_detector_regions(prepared, encoder, tmp_path):
     counts = f.regions.counts()
     assert ((counts >= 1) & (counts <= 3)).all() and counts.sum() > len(f)
     np.testing.assert_allclose(f.regions.rows(2)[-1], f.image[2], atol=1e-6)
+
+
+def test_runtime_settings_come_from_the_config_and_are_not_params(tiny_clip_dir, monkeypatch):
+    from xmhash.features.settings import content_settings, encoder_identity
+
+    features = {"workers": 0, "batch_size": 3, "chunk_items": 6, "device": "cpu", "words": "none"}
+    features["encoders"] = {"tiny": str(tiny_clip_dir)}
+    assert content_settings(features) == {"words": "none"}  # what the rule reruns on
+    seen = {}
+    monkeypatch.setattr(
+        X, "extract_features", lambda prep, enc, out, opts, **kw: seen.update(opts=opts, enc=enc)
+    )
+    X.run_features(
+        prepared="p",
+        out="o.h5",
+        encoder="tiny",
+        settings=content_settings(features),
+        config={"device": "cuda", "features": features},  # features.device wins
+    )
+    opts = seen["opts"]
+    assert (opts.workers, opts.batch_size, opts.chunk_items, opts.words) == (0, 3, 6, "none")
+    assert seen["enc"].device.type == "cpu"
+    assert seen["enc"].attrs["revision"] == encoder_identity("tiny", features["encoders"])
+    assert encoder_identity("vitb32") == "openai/clip-vit-base-patch32"
