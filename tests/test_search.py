@@ -215,6 +215,9 @@ def test_an_unknown_device_is_a_message(in_run, capsys):
 def test_a_moved_run_asks_for_its_feature_file(in_run, capsys, monkeypatch):
     import tempfile
 
+    from xmhash.data.demo import DemoSpec, generate_demo
+    from xmhash.features.store import write_features
+
     shallow = Path(tempfile.mkdtemp(dir="/tmp"))  # fewer parents than a run inside a workflow
     try:
         run = shutil.copytree(in_run, shallow / "run")
@@ -223,5 +226,9 @@ def test_a_moved_run_asks_for_its_feature_file(in_run, capsys, monkeypatch):
         assert "was the run moved out of its workflow?" in capsys.readouterr().err
         features = in_run.parents[2] / "features/synthetic.h5"
         assert cli(["search", str(run), "--text", "animals", "--features", str(features)]) == 0
+        other = shallow / "other.h5"  # a feature file of other items is refused
+        write_features(other, generate_demo(DemoSpec(n_items=300, image_dim=8, text_dim=8)))
+        assert cli(["search", str(run), "--text", "animals", "--features", str(other)]) == 2
+        assert "does not hold the database items" in capsys.readouterr().err
     finally:
         shutil.rmtree(shallow)

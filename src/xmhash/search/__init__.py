@@ -142,6 +142,14 @@ class Searcher:
         self.attrs = read_attrs(self.features)
         feats = read_features(self.features, parts=["texts"])
         rows = self.codes.database.index
+        if rows.size and (
+            rows.max() >= len(feats) or list(feats.ids[rows]) != list(self.codes.database.ids)
+        ):
+            raise SearchError(
+                f"{self.features} does not hold the database items of "
+                f"{self.run_dir / 'codes.h5'} (their ids differ): pass the feature file the "
+                f"codes were exported from with features=... (--features)"
+            )
         self.texts = feats.texts[rows] if feats.texts is not None else None
         self.labels = feats.labels[rows]
         self.label_names = np.asarray(feats.label_names)
