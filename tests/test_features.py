@@ -576,3 +576,23 @@ def test_runtime_settings_come_from_the_config_and_are_not_params(tiny_clip_dir,
     assert seen["enc"].device.type == "cpu"
     assert seen["enc"].attrs["revision"] == encoder_identity("tiny", features["encoders"])
     assert encoder_identity("vitb32") == "openai/clip-vit-base-patch32"
+
+
+def test_local_encoder_digest_follows_the_weights_not_the_cache(tiny_clip_dir, tmp_path):
+    import shutil
+    import time
+
+    from xmhash.features.settings import local_digest
+
+    enc = shutil.copytree(tiny_clip_dir, tmp_path / "enc")
+    cache = tmp_path / "cache/digests.json"
+    first = local_digest(enc, cache)
+    assert local_digest(enc, cache) == first == local_digest(enc)  # cached = computed
+    weights = next(p for p in enc.iterdir() if p.suffix in (".safetensors", ".bin"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, other content
+    time.sleep(0.01)
+    weights.write_bytes(bytes(data))
+    assert local_digest(enc, cache) != first and local_digest(enc, cache) == local_digest(enc)
+    shutil.move(enc, tmp_path / "moved")  # moving the directory keeps its identity
+    assert local_digest(tmp_path / "moved", cache) == local_digest(tmp_path / "moved")

@@ -85,7 +85,8 @@ def features_settings(wildcards):
 def _encoder_identity(source):
     from xmhash.features.settings import encoder_identity
 
-    return encoder_identity(source)  # hashes a local directory once per workflow run
+    # a local directory's files are hashed again only when one of them changed
+    return encoder_identity(source, cache=".snakemake/xmhash/encoder_digests.json")
 
 
 def features_encoder(wildcards):
