@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers.tiny_models import save_byte_tokenizer  # noqa: E402
 
 from xmhash.data.demo_images import ImageDemoSpec, write_image_demo  # noqa: E402
+from xmhash.device import resolve_device  # noqa: E402
 from xmhash.features.encoders import Encoder, ImageTransform  # noqa: E402
 from xmhash.features.extract import ExtractSettings, extract_features  # noqa: E402
 from xmhash.features.regions import RegionSettings  # noqa: E402
-from xmhash.methods.base import resolve_device  # noqa: E402
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

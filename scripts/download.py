@@ -10,5 +10,8 @@ from xmhash.data.stage import download_dataset  # noqa: E402
 
 sm = snakemake  # noqa: F821
 download_dataset(
-    sm.params.source, Path(sm.output[0]).parent, sm.config["datasets"][sm.wildcards.dataset]
+    sm.params.source,
+    Path(sm.output[0]).parent,
+    sm.config["datasets"][sm.wildcards.dataset],
+    dataset=sm.wildcards.dataset,
 )

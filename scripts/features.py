@@ -11,8 +11,7 @@ run_features(
     out=snakemake.output[0],
     encoder=snakemake.wildcards.encoder,
     settings=snakemake.params.settings,
-    encoders=snakemake.params.encoders,
-    device=snakemake.params.device,
+    config=snakemake.config,
     dataset=snakemake.wildcards.dataset,
     threads=snakemake.threads,
 )

@@ -9,7 +9,7 @@ from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
 from fileserver import FileServer
 
 from xmhash.data.datasets import SOURCES, DatasetError, get_source
-from xmhash.data.download import ChecksumError
+from xmhash.data.download import ChecksumError, DownloadError
 from xmhash.data.prepared import read_prepared
 from xmhash.data.stage import download_dataset, prepare_dataset
 
@@ -167,10 +167,11 @@ def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
     (tmp_path / "downloads/wikipedia_dataset.zip").write_bytes(zip_bytes(members))
     with pytest.raises(
         DatasetError,
-        match=r"raw_features\.mat: I_te has shape \(5, 128\), "
-        r"expected \(4, D\)",
-    ):
+        match=r"downloads/wikipedia_dataset\.zip: its raw_features\.mat: I_te has shape "
+        r"\(5, 128\), expected \(4, D\)",
+    ) as err:
         import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", {})
+    assert ".work" not in str(err.value)  # not the scratch directory, deleted by then
     assert not (tmp_path / "f.h5").exists()
 
 
@@ -324,8 +325,10 @@ def test_fg_xmedia_class_level_pairing(tmp_path):
 
 
 def test_registration_only_set_without_root_says_what_to_set(tmp_path):
-    with pytest.raises(DatasetError, match=r"datasets.<xmedianet>.root must name"):
-        get_prepared(tmp_path, "xmedianet", {})
+    with pytest.raises(DatasetError, match=r"datasets\.mine\.root must name the xmedianet"):
+        get_prepared(tmp_path, "xmedianet", {}, {"name": "mine"})
+    with pytest.raises(DownloadError, match=r"or set datasets\.mine\.local_dir"):
+        download_dataset("wikipedia", tmp_path / "dl", {"official_urls": False}, dataset="mine")
 
 
 # ---------------------------------------------------------------- manifest
@@ -378,6 +381,43 @@ def test_manifest_line_with_missing_image_is_named(tmp_path):
     assert not (tmp_path / "prepared").exists()
 
 
+def _manifest(tmp_path, lines: str):
+    from dataset_fixtures import jpeg
+
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(jpeg(i))
+    path = tmp_path / "m.csv"
+    path.write_text("id,image,text,labels\n" + lines)
+    return path
+
+
+def test_manifest_duplicate_ids_name_both_lines(tmp_path):
+    path = _manifest(tmp_path, "x,0.jpg,a,a\ny,1.jpg,b,b\nx,2.jpg,c,a\n")
+    with pytest.raises(DatasetError, match=r"m\.csv, line 4: id 'x' is already used on line 2"):
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
+
+
+def test_manifest_with_only_empty_texts_is_refused(tmp_path):
+    path = _manifest(tmp_path, ',0.jpg,"",a\n,1.jpg," ",b\n')
+    with pytest.raises(DatasetError, match=r"m\.csv: the text of every row is empty"):
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_every_prepared_dataset_needs_some_text(tmp_path):
+    from xmhash.data.prepared import Item, PreparedError, write_prepared
+
+    items = [Item(id=str(i), image=f"{i}.jpg", text="", labels=[0]) for i in range(3)]
+    with pytest.raises(PreparedError, match="the text of every item is empty"):
+        write_prepared(tmp_path / "p", items, {"label_names": ["a"]})
+
+
+def test_an_empty_manifest_setting_names_the_dataset(tmp_path):
+    with pytest.raises(DatasetError, match=r"datasets\.mine\.manifest is empty") as err:
+        prepare_dataset("manifest", tmp_path, tmp_path / "p", {"name": "mine", "manifest": ""})
+    assert "<" not in str(err.value)
+
+
 def test_missing_manifest_file_is_named(tmp_path):
     with pytest.raises(DatasetError, match=r"nope\.jsonl: manifest file missing"):
         get_prepared(tmp_path, "manifest", {}, {"manifest": str(tmp_path / "nope.jsonl")})
@@ -415,6 +455,10 @@ def test_dcmh_mat_import_and_row_mismatch(tmp_path):
     with pytest.raises(DatasetError, match=r"l\.mat: LAll has 29 rows, expected 30"):
         import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)
     assert not (tmp_path / "g.h5").exists()
+    (tmp_path / "l.mat").write_bytes(mat_bytes({"LAll": lab}))
+    (tmp_path / "i.mat").write_bytes(mat_bytes({"XAll": x.T}))  # the image file, transposed
+    with pytest.raises(DatasetError, match=r"i\.mat: XAll has 16 rows, expected 30.*transposed"):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)
 
 
 def test_rshnl_xmedia_mat_split(tmp_path):
@@ -449,8 +493,6 @@ def test_rshnl_xmedia_mat_split(tmp_path):
 
 
 def test_truncated_download_in_place_is_reported_by_prepare(tmp_path, mir_meta):
-    from xmhash.data.download import ArchiveError
-
     archives = mirflickr_archives(mir_meta)
     (tmp_path / "downloads").mkdir()
     for name, data in archives.items():
@@ -458,12 +500,13 @@ def test_truncated_download_in_place_is_reported_by_prepare(tmp_path, mir_meta):
     path = tmp_path / "downloads/mirflickr25k.zip"
     path.write_bytes(path.read_bytes()[:-5000])
     with pytest.raises(
-        ArchiveError,
+        DatasetError,
         match=r"mirflickr25k\.zip: not a zip or tar archive, or "
-        r"truncated",
+        r"truncated.*moved aside.*run the workflow again",
     ):
         prepare_dataset("mirflickr25k", tmp_path / "downloads", tmp_path / "prepared", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+    assert (tmp_path / "downloads/mirflickr25k.zip.corrupt").exists()
 
 
 def test_schema_source_enum_equals_registry():

@@ -93,3 +93,29 @@ def test_wikipedia_download_prepare_import_split(tmp_path):
     (wf / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     out = snakemake(wf, *targets, "-n", "--cores", "1", "--configfile", "overlay.yaml").stdout
     assert "Nothing to be done" in out
+
+
+def test_a_truncated_local_archive_stops_the_run_until_it_is_replaced(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    from xmhash.data.prepared import read_prepared
+
+    wf = copy_workflow(tmp_path / "wf")
+    archive, truth = wikipedia_archive()
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "wikipedia_dataset.zip").write_bytes(archive[: len(archive) // 2])
+    overlay = {"datasets": {"wikipedia": {"local_dir": str(local), "official_urls": False}}}
+    (wf / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    args = ("resources/wikipedia/prepared", "--cores", "1", "--configfile", "overlay.yaml")
+    failed = snakemake(wf, *args, check=False)
+    assert failed.returncode != 0
+    log = (wf / "logs/wikipedia/download.log").read_text()
+    assert "local/wikipedia_dataset.zip: truncated or corrupt" in log and "replace it" in log
+    downloads = wf / "resources/wikipedia/downloads"
+    assert not list(downloads.glob("wikipedia_dataset.zip*"))  # nothing copied or pinned
+    (local / "wikipedia_dataset.zip").write_bytes(archive)  # what the message asks for
+    snakemake(wf, *args)
+    assert [it.id for it in read_prepared(wf / "resources/wikipedia/prepared").items] == truth[
+        "ids"
+    ]

@@ -208,3 +208,76 @@ def test_failed_extraction_keeps_the_previous_target(tmp_path):
 def test_missing_archive_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.zip"):
         extract(tmp_path / "nope.zip", tmp_path / "out")
+
+
+# ---------------------------------------------------------------- unrecoverable files
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz", "tar"])
+def test_a_truncated_local_archive_is_never_copied_or_pinned(tmp_path, kind):
+    members = {f"f{i}.bin": bytes([i]) * 20_000 for i in range(5)}
+    data = (
+        make_zip(members) if kind == "zip" else make_tar(members, "w:gz" if "gz" in kind else "w")
+    )
+    name = f"a.{kind}"
+    local, dl = tmp_path / "local", tmp_path / "dl"
+    local.mkdir()
+    (local / name).write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DownloadError, match=rf"local/{name}: truncated or corrupt.*replace it"):
+        fetch(Remote(name, ("http://127.0.0.1:9/x",)), dl, local_dirs=[local], **fast())
+    assert not (dl / name).exists() and not (dl / f"{name}.sha256").exists()
+    (local / name).write_bytes(data)  # what the message asks for
+    fetch(Remote(name, ("http://127.0.0.1:9/x",)), dl, local_dirs=[local], **fast())
+    assert (dl / name).read_bytes() == data
+    assert (dl / f"{name}.sha256").read_text().split()[0] == sha(data)
+
+
+def test_a_truncated_download_is_moved_aside_and_fetched_again(tmp_path):
+    data = make_zip({"f.bin": b"x" * 50_000})
+    (tmp_path / "a.zip").write_bytes(data[:1000])  # pinned by an older run
+    (tmp_path / "a.zip.sha256").write_text(f"{sha(data[:1000])}  a.zip\n")
+    with FileServer({"a.zip": data}) as srv:
+        fetch(Remote("a.zip", (f"{srv.url}/a.zip",)), tmp_path, **fast())
+    assert (tmp_path / "a.zip").read_bytes() == data
+    assert (tmp_path / "a.zip.corrupt").read_bytes() == data[:1000]
+    assert (tmp_path / "a.zip.sha256").read_text().split()[0] == sha(data)
+
+
+def test_an_archive_that_fails_to_unpack_leads_to_a_working_rerun(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    from xmhash.data.datasets import DatasetError
+    from xmhash.data.prepared import read_prepared
+    from xmhash.data.stage import download_dataset, prepare_dataset
+
+    archive, truth = wikipedia_archive()
+    local, dl, out = tmp_path / "local", tmp_path / "downloads", tmp_path / "prepared"
+    local.mkdir()
+    (local / "wikipedia_dataset.zip").write_bytes(archive)
+    options = {"local_dir": str(local), "official_urls": False}
+    download_dataset("wikipedia", dl, options)
+    (dl / "wikipedia_dataset.zip").write_bytes(archive[:-5000])  # damaged after the download
+    with pytest.raises(DatasetError, match="moved aside .*run the workflow again"):
+        prepare_dataset("wikipedia", dl, out, options)
+    assert not (dl / "manifest.json").exists()  # so the download rule reruns
+    assert (dl / "wikipedia_dataset.zip.corrupt").exists() and not out.exists()
+    download_dataset("wikipedia", dl, options)  # the rerun the message asks for
+    prepare_dataset("wikipedia", dl, out, options)
+    assert [it.id for it in read_prepared(out).items] == truth["ids"]
+
+
+def test_a_deleted_download_reruns_the_download_rule(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    from xmhash.data.datasets import DatasetError
+    from xmhash.data.stage import download_dataset, prepare_dataset
+
+    local, dl = tmp_path / "local", tmp_path / "downloads"
+    local.mkdir()
+    (local / "wikipedia_dataset.zip").write_bytes(wikipedia_archive()[0])
+    options = {"local_dir": str(local), "official_urls": False}
+    download_dataset("wikipedia", dl, options)
+    (dl / "wikipedia_dataset.zip").unlink()
+    with pytest.raises(DatasetError, match="missing .*run the workflow again"):
+        prepare_dataset("wikipedia", dl, tmp_path / "prepared", options)
+    assert not (dl / "manifest.json").exists()

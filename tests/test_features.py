@@ -352,6 +352,25 @@ def test_uncommitted_writes_are_dropped_on_resume(prepared, encoder, extracted, 
     np.testing.assert_allclose(a.image, b.image, atol=1e-6)
 
 
+def test_a_damaged_partial_file_is_detected_and_redone(
+    prepared, encoder, extracted, tmp_path, caplog
+):
+    out = tmp_path / "d.h5"
+    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
+    with h5py.File(partial_path(out), "r") as f:  # bytes of a compressed chunk, as a
+        info = f["image"].id.get_chunk_info(0)  # write cut short by a full disk leaves
+    with open(partial_path(out), "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\xaa" * 16)
+    with caplog.at_level("WARNING", logger="xmhash.features.store"):
+        extract_features(prepared, encoder, out, SETTINGS)
+    assert "damaged partial file" in caplog.text and "starting over from item 0" in caplog.text
+    a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+    np.testing.assert_allclose(a.regions.embeddings, b.regions.embeddings, atol=1e-6)
+
+
 def test_partial_file_from_other_settings_is_not_reused(prepared, encoder, tmp_path):
     out = tmp_path / "s.h5"
     assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
@@ -533,3 +552,47 @@ def test_zero_shot_detector_regions(prepared, encoder, tmp_path):
     counts = f.regions.counts()
     assert ((counts >= 1) & (counts <= 3)).all() and counts.sum() > len(f)
     np.testing.assert_allclose(f.regions.rows(2)[-1], f.image[2], atol=1e-6)
+
+
+def test_runtime_settings_come_from_the_config_and_are_not_params(tiny_clip_dir, monkeypatch):
+    from xmhash.features.settings import content_settings, encoder_identity
+
+    features = {"workers": 0, "batch_size": 3, "chunk_items": 6, "device": "cpu", "words": "none"}
+    features["encoders"] = {"tiny": str(tiny_clip_dir)}
+    assert content_settings(features) == {"words": "none"}  # what the rule reruns on
+    seen = {}
+    monkeypatch.setattr(
+        X, "extract_features", lambda prep, enc, out, opts, **kw: seen.update(opts=opts, enc=enc)
+    )
+    X.run_features(
+        prepared="p",
+        out="o.h5",
+        encoder="tiny",
+        settings=content_settings(features),
+        config={"device": "cuda", "features": features},  # features.device wins
+    )
+    opts = seen["opts"]
+    assert (opts.workers, opts.batch_size, opts.chunk_items, opts.words) == (0, 3, 6, "none")
+    assert seen["enc"].device.type == "cpu"
+    assert seen["enc"].attrs["revision"] == encoder_identity("tiny", features["encoders"])
+    assert encoder_identity("vitb32") == "openai/clip-vit-base-patch32"
+
+
+def test_local_encoder_digest_follows_the_weights_not_the_cache(tiny_clip_dir, tmp_path):
+    import shutil
+    import time
+
+    from xmhash.features.settings import local_digest
+
+    enc = shutil.copytree(tiny_clip_dir, tmp_path / "enc")
+    cache = tmp_path / "cache/digests.json"
+    first = local_digest(enc, cache)
+    assert local_digest(enc, cache) == first == local_digest(enc)  # cached = computed
+    weights = next(p for p in enc.iterdir() if p.suffix in (".safetensors", ".bin"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, other content
+    time.sleep(0.01)
+    weights.write_bytes(bytes(data))
+    assert local_digest(enc, cache) != first and local_digest(enc, cache) == local_digest(enc)
+    shutil.move(enc, tmp_path / "moved")  # moving the directory keeps its identity
+    assert local_digest(tmp_path / "moved", cache) == local_digest(tmp_path / "moved")

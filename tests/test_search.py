@@ -187,3 +187,48 @@ def test_empty_queries_are_refused(in_run, tmp_path, capsys):
         s.search_texts([])
     assert cli(["search", str(in_run), "--text", ""]) == 2
     assert "empty query" in capsys.readouterr().err
+
+
+def test_an_image_directory_is_refused_by_name(in_run, tmp_path, capsys):
+    assert cli(["search", str(in_run), "--image", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"image {tmp_path} is a directory" in err and "--batch" in err
+
+
+def test_a_truncated_codes_file_is_a_message_not_a_traceback(in_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(in_run, run)
+    data = (run / "codes.h5").read_bytes()
+    (run / "codes.h5").write_bytes(data[: len(data) // 2])
+    assert cli(["search", str(run), "--text", "animals"]) == 2
+    err = capsys.readouterr().err
+    assert "codes.h5: not a readable codes file" in err and "--force" in err
+    assert "Traceback" not in err
+
+
+def test_an_unknown_device_is_a_message(in_run, capsys):
+    assert cli(["search", str(in_run), "--text", "animals", "--device", "banana"]) == 2
+    err = capsys.readouterr().err
+    assert "--device: 'banana' is not a device; use auto, cpu" in err
+
+
+def test_a_moved_run_asks_for_its_feature_file(in_run, capsys, monkeypatch):
+    import tempfile
+
+    from xmhash.data.demo import DemoSpec, generate_demo
+    from xmhash.features.store import write_features
+
+    shallow = Path(tempfile.mkdtemp(dir="/tmp"))  # fewer parents than a run inside a workflow
+    try:
+        run = shutil.copytree(in_run, shallow / "run")
+        monkeypatch.chdir(shallow)
+        assert cli(["search", str(run), "--text", "animals"]) == 2
+        assert "was the run moved out of its workflow?" in capsys.readouterr().err
+        features = in_run.parents[2] / "features/synthetic.h5"
+        assert cli(["search", str(run), "--text", "animals", "--features", str(features)]) == 0
+        other = shallow / "other.h5"  # a feature file of other items is refused
+        write_features(other, generate_demo(DemoSpec(n_items=300, image_dim=8, text_dim=8)))
+        assert cli(["search", str(run), "--text", "animals", "--features", str(other)]) == 2
+        assert "does not hold the database items" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(shallow)

@@ -44,6 +44,7 @@ def _table(queries: list[str], results) -> str:
 
 
 def search_main(args: argparse.Namespace) -> int:
+    from xmhash.device import check_device
     from xmhash.search import Searcher, SearchError
 
     given = [x for x in (args.text, args.image, args.batch) if x is not None]
@@ -56,6 +57,7 @@ def search_main(args: argparse.Namespace) -> int:
     else:
         kind, queries = "image", [args.image]
     try:
+        check_device(args.device, "--device")
         searcher = Searcher(
             args.run, features=args.features, backend=args.backend, device=args.device
         )

@@ -37,7 +37,7 @@ MODALITIES = ("image", "text")
 
 
 class CodeFileError(ValueError):
-    pass
+    """A codes file that is missing, damaged or of another format; the message says what to do."""
 
 
 @dataclass
@@ -103,6 +103,16 @@ def load_codes(path: str | os.PathLike) -> Codes:
         raise CodeFileError(
             f"no exported codes at {path}: run the export stage first (snakemake {path})"
         )
+    try:
+        return _read_codes(path)
+    except (OSError, KeyError) as e:  # h5py: truncated file, damaged chunk, missing part
+        raise CodeFileError(
+            f"{path}: not a readable codes file, truncated or damaged ({e}); export it "
+            f"again: snakemake {path} --force"
+        ) from None
+
+
+def _read_codes(path: Path) -> Codes:
     with h5py.File(path, "r") as f:
         if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
             raise CodeFileError(

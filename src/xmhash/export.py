@@ -9,8 +9,9 @@ import torch
 
 from xmhash.codes import Codes, export_mat, make_codeset, save_codes
 from xmhash.data.splits import load_split
+from xmhash.device import resolve_device
 from xmhash.features.store import read_features
-from xmhash.methods.base import Items, load_model, resolve_device
+from xmhash.methods.base import Items, load_model
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ import torch
 from xmhash import bits, metrics
 from xmhash.data import noise
 from xmhash.data.splits import load_split
+from xmhash.device import resolve_device
 from xmhash.features.store import read_features
 from xmhash.io import atomic_path, write_json
 from xmhash.log import progress
@@ -47,7 +48,6 @@ from xmhash.methods.base import (
     HashMethod,
     Items,
     TrainData,
-    resolve_device,
     save_model,
 )
 

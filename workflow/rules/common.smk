@@ -64,7 +64,7 @@ def features_path(wildcards):
     return f"results/{wildcards.dataset}/features/{encoder_key(wildcards.dataset)}.h5"
 
 
-# ---- features (issue 4) ----------------------------------------------------
+# ---- features ----------------------------------------------------------------
 
 
 def datasets_with_prepared():
@@ -73,30 +73,41 @@ def datasets_with_prepared():
 
 
 def features_settings(wildcards):
-    """Every setting that changes the feature file (encoders and device aside)."""
-    cfg = config.get("features", {})
-    return {k: v for k, v in cfg.items() if k not in ("encoders", "device")}
+    """The settings that change the feature file; the runtime settings (workers,
+    batch_size, chunk_items, device, encoders) are read by the job from the config and
+    rerun nothing."""
+    from xmhash.features.settings import content_settings
+
+    return content_settings(config.get("features", {}))
 
 
-def features_encoders(wildcards):
-    """Extra short keys -> model id or local directory (beside vitb32/vitb16/vitl14)."""
-    return config.get("features", {}).get("encoders", {})
+@lru_cache(maxsize=None)
+def _encoder_identity(source):
+    from xmhash.features.settings import encoder_identity
+
+    # a local directory's files are hashed again only when one of them changed
+    return encoder_identity(source, cache=".snakemake/xmhash/encoder_digests.json")
 
 
-def features_device(wildcards):
-    return config.get("features", {}).get("device") or config["device"]
+def features_encoder(wildcards):
+    """The encoder's identity: a local directory's content digest, or the hub model id."""
+    from xmhash.features.settings import resolve_encoder
+
+    extra = config.get("features", {}).get("encoders")
+    return _encoder_identity(resolve_encoder(wildcards.encoder, extra))
 
 
 def features_gpu(wildcards):
     """Ask the scheduler for a GPU only when the feature stage is told to use CUDA."""
-    return 1 if features_device(wildcards).startswith("cuda") else 0
+    from xmhash.device import wants_gpu
+    from xmhash.features.settings import runtime_settings
+
+    return 1 if wants_gpu(runtime_settings(config)["device"]) else 0
 
 
 def demo_images_spec(wildcards):
     return dataset_cfg(wildcards.dataset).get("demo_images", {})
 
-
-# ---- end features (issue 4) ------------------------------------------------
 
 
 RUN = "results/{dataset}/{method}/{bits}bits/seed{seed}"

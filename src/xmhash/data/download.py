@@ -5,11 +5,16 @@
   HTTP downloads resume a partial file with a ``Range`` request (a server that ignores
   ``Range`` restarts from zero), retry with exponential backoff, time out, and show a
   progress bar. The file appears under its final name only once it is complete and its
-  sha256 matches (when the sha256 is known; otherwise the computed one is logged and
-  written to ``<name>.sha256`` so it can be pinned).
+  sha256 matches (when the sha256 is known; otherwise an archive must read to its end,
+  and the computed sha256 is logged and written to ``<name>.sha256`` so it can be
+  pinned). A file that fails these checks is never copied or pinned: a bad download is
+  moved aside to ``<name>.corrupt``, a bad copy in a local archive directory is named in
+  the error so it can be replaced.
 * :func:`extract` unpacks a zip or tar archive into a directory atomically. A member
   that would land outside the target (absolute path, ``..``) or is a link or a device is
   refused before anything is written; a truncated or corrupt archive is reported as such.
+* :func:`quarantine` moves a file that failed later (at extraction) aside and drops its
+  pin, so that the next run fetches it again.
 
 Every error names the file and what is wrong (:class:`DownloadError`,
 :class:`ChecksumError`, :class:`ArchiveError`).
@@ -51,6 +56,14 @@ class ChecksumError(DownloadError):
 
 class ArchiveError(ValueError):
     """An archive is truncated, corrupt, or has an unsafe member."""
+
+    def __init__(self, message: str, archive: str | os.PathLike, *, damaged: bool = True):
+        super().__init__(message)
+        self.archive = Path(archive)
+        self.damaged = damaged  # truncated or corrupt (another copy may be fine)
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,25 @@ def verify(path: Path, remote: Remote) -> None:
             )
 
 
+def check_complete(path: Path, remote: Remote) -> None:
+    """Verify ``path`` against ``remote``; without a known sha256, an archive must also
+    read to its end (a truncated copy would otherwise be pinned as the official file)."""
+    verify(path, remote)
+    if remote.sha256 is None and remote.name.lower().endswith(ARCHIVE_SUFFIXES):
+        check_archive(path)
+
+
+def quarantine(path: str | os.PathLike) -> Path:
+    """Move a bad download aside to ``<name>.corrupt`` (replacing an older one) and drop
+    the sha256 pin written for it; return where it went."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.corrupt")
+    os.replace(path, aside)
+    (path.parent / f"{path.name}.sha256").unlink(missing_ok=True)
+    log.warning("%s: moved aside to %s", path, aside)
+    return aside
+
+
 def _record_unknown(path: Path, remote: Remote) -> None:
     if remote.sha256 is None:
         got = sha256_file(path)
@@ -128,6 +160,7 @@ def fetch(
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    local_dir_key: str = "datasets.<name>.local_dir",
 ) -> Path:
     """Make ``dest_dir/remote.name`` exist, complete and verified; return its path.
 
@@ -142,11 +175,11 @@ def fetch(
     final = dest_dir / remote.name
     if final.exists():
         try:
-            verify(final, remote)
+            check_complete(final, remote)
             return final
-        except ChecksumError as e:
+        except (ChecksumError, ArchiveError) as e:
             log.warning("%s; fetching it again", e)
-            final.unlink()
+            quarantine(final)
 
     tried: list[str] = []
     checksum_failures = 0
@@ -156,10 +189,10 @@ def fetch(
             tried.append(f"{src}: not found")
             continue
         try:
-            verify(src, remote)
-        except ChecksumError as e:
+            check_complete(src, remote)
+        except (ChecksumError, ArchiveError) as e:
             checksum_failures += 1
-            tried.append(str(e))
+            tried.append(f"{e}; replace it with a complete copy of {remote.name}")
             continue
         with atomic_path(final) as tmp:
             shutil.copyfile(src, tmp)
@@ -173,8 +206,8 @@ def fetch(
         part = dest_dir / f".{remote.name}.download"
         try:
             _download(url, part, retries=retries, timeout=timeout, backoff=backoff)
-            verify(part, remote)
-        except ChecksumError as e:
+            check_complete(part, remote)
+        except (ChecksumError, ArchiveError) as e:
             checksum_failures += 1
             part.unlink(missing_ok=True)
             tried.append(f"{url}: {str(e).split(': ', 1)[1]}")
@@ -190,9 +223,9 @@ def fetch(
 
     how = (
         f"it is registration-only: obtain {remote.name} by hand ({remote.note or 'see the README'}) "
-        f"and put it in a local archive directory (datasets.<name>.local_dir)"
+        f"and put it in a local archive directory ({local_dir_key})"
         if remote.manual
-        else "check the network, the mirrors, or set datasets.<name>.local_dir"
+        else f"check the network, the mirrors, or set {local_dir_key}"
     )
     cls = ChecksumError if checksum_failures and checksum_failures == len(tried) else DownloadError
     raise cls(f"{final}: could not obtain {remote.name}; {how}. Tried:\n  " + "\n  ".join(tried))
@@ -303,7 +336,9 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
             why = "symbolic link"
         if why:
             raise ArchiveError(
-                f"{archive}: member {info.filename!r} refused ({why}); nothing was extracted"
+                f"{archive}: member {info.filename!r} refused ({why}); nothing was extracted",
+                archive,
+                damaged=False,
             )
 
 
@@ -317,9 +352,45 @@ def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
             why = "device or special file"
         if why:
             raise ArchiveError(
-                f"{archive}: member {m.name!r} refused ({why}); nothing was extracted"
+                f"{archive}: member {m.name!r} refused ({why}); nothing was extracted",
+                archive,
+                damaged=False,
             )
     return members
+
+
+def check_archive(archive: str | os.PathLike) -> None:
+    """Read a zip or tar archive to its end without writing anything; raise
+    :class:`ArchiveError` if it is truncated, corrupt or not an archive."""
+    archive = Path(archive)
+    why = None
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()  # reads every member and checks its CRC
+            why = None if bad is None else f"member {bad!r} fails its CRC check"
+        elif _is_tar(archive):
+            with open(archive, "rb") as fh:
+                compressed = fh.read(6).startswith(_COMPRESSED_MAGIC)
+            with tarfile.open(archive) as tf:
+                members = tf.getmembers()  # a compressed stream is read to its end
+            size = archive.stat().st_size
+            cut = [m.name for m in members if m.offset_data + m.size > size]
+            why = f"member {cut[0]!r} is cut short" if cut and not compressed else None
+        else:
+            why = "not a zip or tar archive, or cut before its index"
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, FileNotFoundError | PermissionError):
+            raise
+        why = str(e)
+    if why:
+        raise ArchiveError(
+            f"{archive}: truncated or corrupt archive ({why}; {archive.stat().st_size} bytes)",
+            archive,
+        )
+
+
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
 
 
 def extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -348,16 +419,15 @@ def extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
             else:
                 raise ArchiveError(
                     f"{archive}: not a zip or tar archive, or truncated before "
-                    f"its index (size {archive.stat().st_size} bytes)"
+                    f"its index (size {archive.stat().st_size} bytes)",
+                    archive,
                 )
     except ArchiveError:
         raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, FileNotFoundError | PermissionError):
             raise
-        raise ArchiveError(
-            f"{archive}: truncated or corrupt archive ({e}); delete it and download again"
-        ) from None
+        raise ArchiveError(f"{archive}: truncated or corrupt archive ({e})", archive) from None
     return target
 
 

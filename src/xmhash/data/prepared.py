@@ -120,6 +120,11 @@ def write_prepared(
 
 
 def _check(items: Sequence[Item], n_labels: int, where: str) -> None:
+    if items and not any(it.text.strip() for it in items):
+        raise PreparedError(
+            f"{where}: the text of every item is empty; cross-modal hashing needs a text "
+            f"per image (check the dataset's text files or captions)"
+        )
     seen: set[str] = set()
     for line, it in enumerate(items, 1):
         if it.id in seen:

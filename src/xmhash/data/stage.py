@@ -5,6 +5,11 @@
 the official URLs; see :func:`xmhash.data.download.fetch`). ``prepare_dataset`` turns
 them into ``resources/{dataset}/prepared/`` (or, for precomputed-feature sources, into a
 feature file), atomically.
+
+Following an error's advice must lead to a working run. A downloaded archive that fails
+to unpack is moved aside (``<name>.corrupt``) and the download manifest removed, so that
+running the workflow again fetches the file anew; a file missing from the downloads
+likewise removes the manifest, so the download rule reruns.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from xmhash.data.datasets import DatasetError, get_source
-from xmhash.data.datasets.base import require
-from xmhash.data.download import fetch
+from xmhash.data.datasets.base import setting
+from xmhash.data.download import ArchiveError, fetch, quarantine
 from xmhash.io import write_json
 
 log = logging.getLogger(__name__)
@@ -32,8 +37,10 @@ def download_dataset(
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 2.0,
+    dataset: str | None = None,
 ) -> list[Path]:
-    """Fetch the source's official files into ``dest_dir``; return their paths."""
+    """Fetch the source's official files into ``dest_dir``; return their paths.
+    ``dataset`` (the config key) names the settings in error messages."""
     src = get_source(source)
     local = options.get("local_dir")
     local_dirs = [Path(local).expanduser()] if local else []
@@ -50,6 +57,7 @@ def download_dataset(
                 retries=retries,
                 timeout=timeout,
                 backoff=backoff,
+                local_dir_key=setting({"name": dataset, **options}, "local_dir"),
             )
         )
     log.info("%s: %d files in %s", src.title, len(paths), dest_dir)
@@ -62,9 +70,31 @@ def download_dataset(
 
 def _files(src, downloads: Path) -> dict[str, Path]:
     files = {name: downloads / name for name in src.file_names()}
-    for path in files.values():
-        require(path, f"official file of {src.title}; run the download rule first")
+    missing = [p for p in files.values() if not p.exists()]
+    if missing:
+        (downloads / MANIFEST).unlink(missing_ok=True)
+        raise DatasetError(
+            f"{missing[0]}: missing (official file of {src.title}); run the workflow again: "
+            f"the download rule fetches it anew"
+        )
     return files
+
+
+def _unpacking(downloads: Path, run, *args):
+    """``run(*args)``; an archive of ``downloads`` that fails to unpack is moved aside and
+    the download manifest removed, so the next run fetches it again."""
+    try:
+        return run(*args)
+    except ArchiveError as e:
+        bad = e.archive
+        if not e.damaged or bad.parent.resolve() != downloads.resolve() or not bad.exists():
+            raise
+        aside = quarantine(bad)
+        (downloads / MANIFEST).unlink(missing_ok=True)
+        raise DatasetError(
+            f"{e}. It was moved aside to {aside}; run the workflow again to fetch it anew "
+            f"(if it is copied from datasets.<name>.local_dir, replace the copy there first)"
+        ) from None
 
 
 def _options(src, options: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +111,10 @@ def prepare_dataset(
             f"dataset source {source!r} ships precomputed features only; use "
             f"encoder: {src.encoder} (its features are imported, not encoded)"
         )
-    counts = src.prepare(_files(src, Path(downloads)), Path(out), _options(src, options))
+    downloads = Path(downloads)
+    counts = _unpacking(
+        downloads, src.prepare, _files(src, downloads), Path(out), _options(src, options)
+    )
     log.info("%s prepared into %s: %s", src.title, out, counts)
     return counts
 
@@ -93,6 +126,9 @@ def import_features(
     src = get_source(source)
     if src.import_features is None:
         raise DatasetError(f"dataset source {source!r} ships no features to import")
-    counts = src.import_features(_files(src, Path(downloads)), Path(out), _options(src, options))
+    downloads = Path(downloads)
+    counts = _unpacking(
+        downloads, src.import_features, _files(src, downloads), Path(out), _options(src, options)
+    )
     log.info("%s features imported into %s: %s", src.title, out, counts)
     return counts

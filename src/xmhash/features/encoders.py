@@ -25,7 +25,6 @@ is always fp32. Inputs are copied with ``non_blocking`` from pinned memory on CU
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -37,27 +36,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmhash.methods.base import resolve_device
+from xmhash.device import resolve_device
+from xmhash.features.settings import ENCODERS, local_digest, resolve_encoder
 
 log = logging.getLogger(__name__)
 
-# short key -> Hugging Face model id (or local directory)
-ENCODERS: dict[str, str] = {
-    "vitb32": "openai/clip-vit-base-patch32",
-    "vitb16": "openai/clip-vit-base-patch16",
-    "vitl14": "openai/clip-vit-large-patch14",
-}
+__all__ = ["ENCODERS", "Encoder", "EncoderNotFound", "load_encoder", "resolve_encoder"]
+
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 class EncoderNotFound(OSError):
     """The encoder's weights are neither a local directory nor in the (reachable) hub cache."""
-
-
-def resolve_encoder(key_or_path: str, extra: Mapping[str, str] | None = None) -> str:
-    """The model id or directory behind a short key; other strings are returned unchanged."""
-    registry = {**ENCODERS, **(extra or {})}
-    return str(registry.get(key_or_path, key_or_path))
 
 
 def hub_offline() -> bool:
@@ -330,7 +320,7 @@ def load_encoder(
     attrs = {
         "id": source,
         "key": key_or_path,
-        "revision": _local_revision(Path(source)) if local else _hub_revision(source, revision),
+        "revision": local_digest(source) if local else _hub_revision(source, revision),
         "transformers_version": _version("transformers"),
         "torch_version": str(torch.__version__),
     }
@@ -377,18 +367,6 @@ def _hub_revision(source: str, revision: str | None) -> str:
     except Exception as e:  # noqa: BLE001 - the revision is informative only
         log.warning("could not resolve the revision of %s: %s", source, e)
     return revision or "unknown"
-
-
-def _local_revision(path: Path) -> str:
-    """A content hash of a local model directory's config and weights."""
-    digest = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir()):
-        if name.endswith((".json", ".safetensors", ".bin", ".txt")):
-            digest.update(name.encode())
-            with open(path / name, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def _version(package: str) -> str:

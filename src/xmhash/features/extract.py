@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xmhash.data.prepared import Prepared, read_prepared
+from xmhash.device import resolve_device
 from xmhash.features.encoders import (
     Encoder,
     ImageTransform,
@@ -44,6 +45,7 @@ from xmhash.features.regions import (
     grid_boxes,
     with_whole_image,
 )
+from xmhash.features.settings import runtime_settings
 from xmhash.features.store import Features, FeatureWriter, Ragged
 from xmhash.log import progress
 
@@ -270,7 +272,7 @@ def extract_features(
             "torch_version": encoder.attrs.get("torch_version", ""),
             "n_source_items": n,
         }
-        writer.finish(label_names=prep.label_names, attrs=attrs)
+        writer.finish(label_names=prep.label_names, attrs=attrs, items=n)
     except BaseException:
         writer.close()
         raise
@@ -504,14 +506,24 @@ def run_features(
     out: str | os.PathLike,
     encoder: str,
     settings: dict[str, Any],
-    encoders: dict[str, str] | None = None,
-    device: str = "auto",
+    config: dict[str, Any] | None = None,
     dataset: str | None = None,
     threads: int | None = None,
 ) -> None:
-    """The feature stage's entry point (the Snakemake rule ``features``)."""
+    """The feature stage's entry point (the Snakemake rule ``features``).
+
+    ``settings`` are the content settings (the rule's params); of the workflow ``config``
+    only the runtime settings are read (:func:`xmhash.features.settings.runtime_settings`:
+    workers, batch size, chunk size, device, the encoder key mapping).
+    """
     if threads:
         torch.set_num_threads(int(threads))
-    opts = ExtractSettings.from_config(settings)
-    enc = load_encoder(encoder, device=device, dtype=opts.precision, extra=encoders)
+    runtime = runtime_settings(config or {})
+    opts = ExtractSettings.from_config({**settings, **runtime})
+    enc = load_encoder(
+        encoder,
+        device=resolve_device(runtime["device"], "features.device"),
+        dtype=opts.precision,
+        extra=runtime["encoders"],
+    )
     extract_features(prepared, enc, out, opts, dataset=dataset, encoder_key=encoder)

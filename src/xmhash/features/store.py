@@ -29,13 +29,20 @@ The feature stage adds ``texts_truncated`` (texts cut to ``text_max_tokens``),
 Datasets are chunked and gzip-compressed. Files are written atomically: whole, by
 :func:`write_features`, or chunk by chunk, by :class:`FeatureWriter`, which keeps a
 resumable partial file next to the output and renames it onto the output at the end.
+One writer at a time: a :class:`FeatureWriter` holds an exclusive lock on a sidecar
+``.{name}.lock`` (naming its pid and host) for its lifetime, and a second writer stops
+with :class:`FeatureFileBusy` instead of touching the partial file.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import os
+import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +61,10 @@ log = logging.getLogger(__name__)
 
 class FeatureFileError(ValueError):
     """A feature file is missing a part or has the wrong shape; the message names both."""
+
+
+class FeatureFileBusy(FeatureFileError):
+    """Another process is writing the same feature file; the message names it."""
 
 
 @dataclass
@@ -336,17 +347,87 @@ def read_features(
 # ---------------------------------------------------------------- streaming, resumable writes
 # The feature stage appends one chunk of items at a time to a partial file next to the
 # output (``.{name}.resume.partial``) laid out exactly like the final file, with resizable
-# datasets. After each chunk the committed sizes and a resume fingerprint are stored in
-# the ``_resume`` attribute and the file is flushed; a restarted run with the same
-# fingerprint truncates the datasets to the last commit and carries on from there.
-# ``finish`` adds the per-file parts and renames the partial file onto the output.
+# datasets. After each chunk the committed sizes, a sha256 of every dataset's committed
+# content and a resume fingerprint are stored in the ``_resume`` attribute and the file is
+# flushed. A restarted run with the same fingerprint truncates the datasets to the last
+# commit, reads them back and checks the digests (a full disk or a crash can leave
+# damaged chunks that HDF5 only reports when read), and carries on; a damaged partial
+# file is discarded, with a warning, and the run starts from item 0. ``finish`` checks
+# that every item was written, adds the per-file parts and renames the partial file onto
+# the output. The writer holds the sidecar lock from start to finish, so a second writer
+# (an orphaned job of a killed workflow, a concurrent run) never deletes, resumes or
+# renames a partial file that is being written.
 
 _RESUME = "_resume"
+_VERIFY_ROWS = 1 << 16  # rows read at a time when a resumed partial file is checked
 
 
 def partial_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(f".{path.name}.resume.partial")
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+class _WriterLock:
+    """An exclusive ``flock`` on a sidecar file that names its holder (pid, host, start)."""
+
+    def __init__(self, output: Path):
+        self.path = lock_path(output)
+        self.fd: int | None = None
+        while self.fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise FeatureFileBusy(
+                    f"{output}: another process is writing this feature file "
+                    f"({holder or 'holder unknown'}; lock {self.path}). Wait for it to "
+                    f"finish, or stop that process, then run again: its partial file "
+                    f"{partial_path(output)} is resumed, not recomputed"
+                ) from None
+            try:  # the holder before us may have removed the file we opened: retry
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            self.fd = fd
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        os.ftruncate(self.fd, 0)
+        os.pwrite(
+            self.fd,
+            f"pid {os.getpid()} on host {socket.gethostname()}, since {stamp}\n".encode(),
+            0,
+        )
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # still locked: nobody can take the old inode
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _hash_rows(digest: Any, data: np.ndarray, strings: bool) -> None:
+    if strings:
+        for value in data:
+            raw = (value.decode() if isinstance(value, bytes) else str(value)).encode()
+            digest.update(len(raw).to_bytes(8, "little"))
+            digest.update(raw)
+    else:
+        digest.update(np.ascontiguousarray(data).tobytes())
+
+
+def _is_strings(ds: h5py.Dataset) -> bool:
+    return h5py.check_string_dtype(ds.dtype) is not None
 
 
 class FeatureWriter:
@@ -369,15 +450,23 @@ class FeatureWriter:
         self.fingerprint = fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = {}
-        if resume and self.partial.exists():
-            self._reopen()
-        if not self.state:
-            self._create(n_labels, image_dim, text_dim, words, regions)
+        self.f: h5py.File | None = None
+        self._digests: dict[str, Any] = {}
+        self._lock = _WriterLock(self.path)
+        try:
+            if resume and self.partial.exists():
+                self._reopen()
+            if not self.state:
+                self._create(n_labels, image_dim, text_dim, words, regions)
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup
 
     def _create(self, n_labels: int, di: int, dt: int, words: bool, regions: bool) -> None:
         self.partial.unlink(missing_ok=True)
+        self._digests = {}
         f = self.f = h5py.File(self.partial, "w")
         for name in ("ids", "texts", "official_split", "skipped"):
             _resizable(f, name, (), _STR)
@@ -389,9 +478,7 @@ class FeatureWriter:
                 continue
             g = f.create_group(key)
             _resizable(g, "embeddings", (dim,), np.float32)
-            off = _resizable(g, "offsets", (), np.int64)
-            off.resize((1,))
-            off[0] = 0
+            self._put(_resizable(g, "offsets", (), np.int64), np.zeros(1, np.int64))
             if key == "words":
                 _resizable(g, "tokens", (), _STR)
             else:
@@ -400,7 +487,8 @@ class FeatureWriter:
             "fingerprint": self.fingerprint,
             "chunks": 0,
             "consumed": 0,
-            "sizes": self._sizes(),
+            "sizes": {},
+            "digests": {},
             "counters": {},
         }
         self._commit()
@@ -408,28 +496,67 @@ class FeatureWriter:
     def _reopen(self) -> None:
         try:
             f = h5py.File(self.partial, "r+")
-        except OSError as e:  # killed in the middle of an HDF5 metadata write
-            log.warning("%s: unreadable partial file (%s); starting over", self.partial, e)
+        except OSError as e:
+            if getattr(e, "errno", None) == 11 or "unable to lock" in str(e).lower():
+                raise FeatureFileBusy(
+                    f"{self.partial}: open in another process that does not take the "
+                    f"writer lock {self._lock.path} (an older xmhash?); stop it, then run "
+                    f"again ({e})"
+                ) from None
+            self._start_over(f"unreadable partial file ({e})")
             return
-        state = json.loads(f.attrs.get(_RESUME, "{}"))
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning(
-                "%s: partial file from different inputs or settings; starting over",
-                self.partial,
-            )
+        try:
+            state = json.loads(f.attrs.get(_RESUME, "{}"))
+        except (OSError, ValueError) as e:
             f.close()
+            self._start_over(f"unreadable resume record ({e})")
+            return
+        if state.get("fingerprint") != self.fingerprint:
+            f.close()
+            self._start_over("partial file from different inputs or settings")
+            return
+        log.info("%s: checking %d committed items before resuming", self.partial, state["consumed"])
+        try:
+            self._digests = self._verified(f, state)
+        except (OSError, RuntimeError, KeyError, ValueError) as e:
+            f.close()
+            self._start_over(f"damaged partial file ({e})")
             return
         self.f, self.state = f, state
-        for name, size in state["sizes"].items():  # drop writes after the last commit
-            ds = f[name]
-            if ds.shape[0] != size:
-                ds.resize((size, *ds.shape[1:]))
         log.info(
-            "%s: resuming after %d chunks (%d items done)",
+            "%s: resuming after %d chunks (%d items done, content verified)",
             self.partial,
             state["chunks"],
             state["consumed"],
         )
+
+    def _start_over(self, why: str) -> None:
+        log.warning("%s: %s; starting over from item 0", self.partial, why)
+        self.partial.unlink(missing_ok=True)
+
+    @staticmethod
+    def _verified(f: h5py.File, state: dict[str, Any]) -> dict[str, Any]:
+        """Truncate to the last commit and recompute every dataset's digest from disk;
+        raise ValueError when one differs from the committed digest."""
+        sizes, expected = state["sizes"], state.get("digests")
+        if not isinstance(expected, dict) or set(expected) != set(sizes):
+            raise ValueError("no content digests recorded (written by an older xmhash)")
+        digests: dict[str, Any] = {}
+        for name, size in sizes.items():
+            ds = f[name]
+            if ds.shape[0] < size:
+                raise ValueError(f"/{name} has {ds.shape[0]} rows, {size} were committed")
+            if ds.shape[0] != size:  # drop writes after the last commit
+                ds.resize((size, *ds.shape[1:]))
+            digest = hashlib.sha256()
+            strings = _is_strings(ds)
+            view = ds.asstr() if strings else ds
+            for start in range(0, size, _VERIFY_ROWS):
+                _hash_rows(digest, view[start : min(size, start + _VERIFY_ROWS)], strings)
+            if digest.hexdigest() != expected[name]:
+                raise ValueError(f"/{name} differs from what was committed")
+            digests[name] = digest
+        return digests
 
     def _sizes(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -442,8 +569,21 @@ class FeatureWriter:
         )
         return sizes
 
+    def _put(self, ds: h5py.Dataset, data: np.ndarray) -> None:
+        """Append ``data`` to ``ds`` and to the digest of ``ds``'s content."""
+        name = ds.name.lstrip("/")
+        strings = _is_strings(ds)
+        data = np.asarray(data, dtype=object if strings else ds.dtype)
+        _append(ds, data)
+        _hash_rows(self._digests.setdefault(name, hashlib.sha256()), data, strings)
+
     def _commit(self) -> None:
         self.state["sizes"] = self._sizes()
+        empty = hashlib.sha256().hexdigest()
+        self.state["digests"] = {
+            name: self._digests[name].hexdigest() if name in self._digests else empty
+            for name in self.state["sizes"]
+        }
         self.f.attrs[_RESUME] = json.dumps(self.state)
         self.f.flush()
 
@@ -466,15 +606,15 @@ class FeatureWriter:
         """Write one chunk; ``consumed`` input items are then done; ``counters`` add up."""
         chunk.validate(f"{self.partial} (chunk {self.chunks})")
         f = self.f
-        _append(f["ids"], np.asarray(chunk.ids, dtype=object))
-        _append(f["labels"], chunk.labels.astype(np.uint8))
-        _append(f["image"], chunk.image.astype(np.float32))
-        _append(f["text"], chunk.text.astype(np.float32))
+        self._put(f["ids"], np.asarray(chunk.ids, dtype=object))
+        self._put(f["labels"], chunk.labels.astype(np.uint8))
+        self._put(f["image"], chunk.image.astype(np.float32))
+        self._put(f["text"], chunk.text.astype(np.float32))
         n = len(chunk)
         for key in ("texts", "official_split"):
             arr = getattr(chunk, key)
-            _append(f[key], np.asarray(arr if arr is not None else [""] * n, dtype=object))
-        _append(f["skipped"], np.asarray(chunk.skipped, dtype=object))
+            self._put(f[key], np.asarray(arr if arr is not None else [""] * n, dtype=object))
+        self._put(f["skipped"], np.asarray(chunk.skipped, dtype=object))
         for key in ("words", "regions"):
             rag: Ragged | None = getattr(chunk, key)
             if key not in f:
@@ -483,21 +623,39 @@ class FeatureWriter:
                 raise FeatureFileError(f"{self.partial}: chunk without {key}, expected them")
             g = f[key]
             base = int(g["offsets"][-1])
-            _append(g["embeddings"], rag.embeddings.astype(np.float32))
-            _append(g["offsets"], base + rag.offsets[1:].astype(np.int64))
+            self._put(g["embeddings"], rag.embeddings.astype(np.float32))
+            self._put(g["offsets"], base + rag.offsets[1:].astype(np.int64))
             if "tokens" in g:
-                _append(g["tokens"], np.asarray(rag.names, dtype=object))
+                self._put(g["tokens"], np.asarray(rag.names, dtype=object))
             if "boxes" in g:
-                _append(g["boxes"], rag.boxes.astype(np.float32))
+                self._put(g["boxes"], rag.boxes.astype(np.float32))
         self.state["chunks"] += 1
         self.state["consumed"] = int(consumed)
         for k, v in counters.items():
             self.state["counters"][k] = self.state["counters"].get(k, 0) + int(v)
         self._commit()
 
-    def finish(self, *, label_names: Sequence[str], attrs: dict[str, Any]) -> None:
-        """Add the per-file parts and attributes, then rename onto the output atomically."""
+    def finish(
+        self, *, label_names: Sequence[str], attrs: dict[str, Any], items: int | None = None
+    ) -> None:
+        """Check the partial file is complete (``items`` input items consumed, every
+        dataset of one length, still the file this writer opened), add the per-file parts
+        and attributes, then rename it onto the output atomically and release the lock."""
         f = self.f
+        if items is not None and self.consumed != items:
+            raise FeatureFileError(
+                f"{self.partial}: {self.consumed} of {items} items written; not finishing "
+                f"an incomplete feature file (run the stage again to resume)"
+            )
+        try:
+            same = os.fstat(f.id.get_vfd_handle()).st_ino == os.stat(self.partial).st_ino
+        except (FileNotFoundError, ValueError):
+            same = False
+        if not same:
+            raise FeatureFileError(
+                f"{self.partial} was removed or replaced while this process wrote it; "
+                f"run the stage again"
+            )
         _write_array(f, "label_names", np.asarray(list(label_names), dtype=str))
         n = int(f["ids"].shape[0])
         for name in ("labels", "image", "text", "texts", "official_split"):
@@ -519,15 +677,15 @@ class FeatureWriter:
             f.attrs[k] = json.dumps(v) if isinstance(v, dict | list | tuple) else v
         f.close()
         os.replace(self.partial, self.path)
+        self._lock.release()
 
     def close(self) -> None:
-        """Close without finishing: the partial file stays for a resume."""
-        if getattr(self, "f", None) is not None and self.f.id.valid:
-            self.f.close()
-
-    def discard(self) -> None:
-        self.close()
-        self.partial.unlink(missing_ok=True)
+        """Close without finishing: the partial file stays for a resume; the lock goes."""
+        try:
+            if self.f is not None and self.f.id.valid:
+                self.f.close()  # may fail on a full disk: the resume checks the content
+        finally:
+            self._lock.release()
 
 
 def _resizable(group: h5py.Group, name: str, row: tuple[int, ...], dtype: Any) -> h5py.Dataset:

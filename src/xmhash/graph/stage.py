@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from xmhash.data.splits import load_split
+from xmhash.device import resolve_device
 from xmhash.features.store import Features, read_features
 from xmhash.graph.communities import (
     ari,
@@ -39,7 +40,6 @@ from xmhash.graph.similarity import DEFAULT_MAX_DENSE, knn, knn_to_sparse
 from xmhash.graph.store import GraphFile, write_graph
 from xmhash.graph.vtmuch import build_vtmuch, positive_graph
 from xmhash.io import write_json
-from xmhash.methods.base import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,7 @@ from torch import nn
 
 from xmhash import __version__
 from xmhash.bits import binarize
+from xmhash.device import resolve_device  # noqa: F401 - re-exported for callers
 from xmhash.io import atomic_path
 
 MODALITIES = ("image", "text")
@@ -346,16 +347,6 @@ def warmup_cosine(
         return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:1' as given."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} requested but CUDA is not available here")
-    return device
 
 
 # --------------------------------------------------------------------------- model file

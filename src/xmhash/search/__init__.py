@@ -25,8 +25,8 @@ import numpy as np
 
 from xmhash.bits import pack
 from xmhash.codes import Codes, load_codes
+from xmhash.device import resolve_device
 from xmhash.features.store import read_attrs, read_features
-from xmhash.methods.base import Items, load_model, resolve_device
 from xmhash.search.index import BACKENDS, build_index
 
 log = logging.getLogger(__name__)
@@ -73,25 +73,42 @@ def open_encoder(attrs: dict[str, Any], device: str = "auto"):
     )
 
 
+def _check_same_encoder(features: Path, made: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Refuse an encoder whose weights differ from those the feature file was made with:
+    its queries would be hashed into another space than the database codes."""
+    was, now = made.get("encoder_revision"), loaded.get("revision")
+    if not was or was == "unknown" or not now or now == "unknown" or was == now:
+        return
+    raise SearchError(
+        f"{features} was made with encoder {made.get('encoder_id')} at {was}, but that "
+        f"encoder is now {now}: queries would not match the database codes. Run "
+        f"snakemake again to rebuild the features, models and codes with the new encoder "
+        f"(a changed local encoder directory reruns the feature stage), or restore the "
+        f"encoder the features were made with"
+    )
+
+
 def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
     if features is not None:
-        candidates = [Path(features)]
-    else:
-        recorded = codes.attrs.get("features")
-        if not recorded:
-            raise SearchError(
-                f"{run_dir}/codes.h5 does not record its feature file: pass "
-                f"features=... (--features)"
-            )
-        # recorded relative to the workflow directory, which is 4 levels above the run
-        # (results/{dataset}/{method}/{bits}bits/seed{seed})
-        candidates = [Path(recorded), run_dir.resolve().parents[4] / recorded]
+        path = Path(features)
+        if not path.is_file():
+            raise SearchError(f"feature file {path} (--features) does not exist")
+        return path
+    recorded = codes.attrs.get("features")
+    if not recorded:
+        raise SearchError(
+            f"{run_dir}/codes.h5 does not record its feature file: pass features=... (--features)"
+        )
+    # recorded relative to the workflow directory: try the working directory, then each
+    # directory above the run (results/{dataset}/{method}/{bits}bits/seed{seed} sits 4 deep)
+    candidates = [Path(recorded)] + [up / recorded for up in run_dir.resolve().parents]
     for path in candidates:
-        if path.exists():
+        if path.is_file():
             return path
     raise SearchError(
-        f"feature file of {run_dir} not found (tried {[str(p) for p in candidates]}); "
-        f"pass features=... (--features)"
+        f"feature file of {run_dir} not found: codes.h5 records {recorded}, which is neither "
+        f"under the working directory nor under a directory above the run (was the run "
+        f"moved out of its workflow?); pass the feature file with features=... (--features)"
     )
 
 
@@ -111,6 +128,8 @@ class Searcher:
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise SearchError(f"run directory {self.run_dir} does not exist")
+        from xmhash.methods.base import load_model  # the method registry imports torch
+
         self.codes = load_codes(self.run_dir / "codes.h5")
         self.method = load_model(self.run_dir / "model.pt", resolve_device(device))
         if self.method.bits != self.codes.bits:
@@ -123,6 +142,14 @@ class Searcher:
         self.attrs = read_attrs(self.features)
         feats = read_features(self.features, parts=["texts"])
         rows = self.codes.database.index
+        if rows.size and (
+            rows.max() >= len(feats) or list(feats.ids[rows]) != list(self.codes.database.ids)
+        ):
+            raise SearchError(
+                f"{self.features} does not hold the database items of "
+                f"{self.run_dir / 'codes.h5'} (their ids differ): pass the feature file the "
+                f"codes were exported from with features=... (--features)"
+            )
         self.texts = feats.texts[rows] if feats.texts is not None else None
         self.labels = feats.labels[rows]
         self.label_names = np.asarray(feats.label_names)
@@ -135,7 +162,9 @@ class Searcher:
     @property
     def encoder(self):
         if self._encoder is None:
-            self._encoder = open_encoder(self.attrs, self._device)
+            encoder = open_encoder(self.attrs, self._device)
+            _check_same_encoder(self.features, self.attrs, getattr(encoder, "attrs", {}))
+            self._encoder = encoder
         return self._encoder
 
     def index(self, modality: str):
@@ -149,11 +178,15 @@ class Searcher:
 
     # ------------------------------------------------------------------ queries
     def hash_texts(self, texts: Sequence[str]) -> np.ndarray:
+        from xmhash.methods.base import Items
+
         texts = _nonempty_texts(texts)
         feats = self.encoder.encode_texts(list(texts))
         return pack(self.method.encode(Items(text=feats, texts=list(texts)), "text"))
 
     def hash_images(self, images: Sequence[str | os.PathLike]) -> np.ndarray:
+        from xmhash.methods.base import Items
+
         images = _readable_images(images)
         feats = self.encoder.encode_images(list(images))
         return pack(self.method.encode(Items(image=feats), "image"))
@@ -209,6 +242,11 @@ def _readable_images(images: Sequence[str | os.PathLike]) -> Sequence[str | os.P
     if not images:
         raise SearchError("empty query: no image given")
     for path in images:
+        if Path(path).is_dir():
+            raise SearchError(
+                f"image {path} is a directory; pass one image file, or list image files "
+                f"one per line in a file given to --batch"
+            )
         if not Path(path).is_file():
             raise SearchError(f"image {path} does not exist")
         try:

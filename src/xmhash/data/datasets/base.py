@@ -124,14 +124,19 @@ def option(options: dict[str, Any], key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def setting(options: dict[str, Any], key: str) -> str:
+    """The config key of a dataset option, as the user writes it: ``datasets.mine.key``."""
+    return f"datasets.{options.get('name') or '<name>'}.{key}"
+
+
 def user_dir(options: dict[str, Any], key: str, dataset: str) -> Path:
     value = options.get(key)
     if not value:
         raise DatasetError(
-            f"config.yaml: datasets.<{dataset}>.{key} is not set; point it at "
-            f"the folder that holds the images"
+            f"config.yaml: {setting(options, key)} is not set; point it at the folder that "
+            f"holds the {dataset} images"
         )
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise DatasetError(f"{path}: image folder (datasets.<{dataset}>.{key}) does not exist")
+        raise DatasetError(f"{path}: image folder ({setting(options, key)}) does not exist")
     return path.resolve()

@@ -72,12 +72,20 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
     text, tpath = _array(options, "text")
     raw_labels, lpath = _array(options, "label")
     labels = class_ids_to_multihot(raw_labels, lpath, options["label_key"])
-    n = image.shape[0]
-    for arr, path, part in ((text, tpath, "text"), (labels, lpath, "label")):
+    parts = ((image, ipath, "image"), (text, tpath, "text"), (labels, lpath, "label"))
+    counts = [arr.shape[0] for arr, _, _ in parts]
+    n = max(counts, key=counts.count)  # the rows most files agree on; blame the odd one
+    for arr, path, part in parts:
         if arr.shape[0] != n:
+            flipped = arr.ndim == 2 and arr.shape[1] == n
             raise DatasetError(
-                f"{path}: {options[part + '_key']} has {arr.shape[0]} rows, "
-                f"expected {n} (the rows of {ipath.name}:{options['image_key']})"
+                f"{path}: {options[part + '_key']} has {arr.shape[0]} rows, expected {n} "
+                f"(the rows of the other two files)"
+                + (
+                    f"; its shape {arr.shape} looks transposed: save it as (N, D)"
+                    if flipped
+                    else ""
+                )
             )
     names = list(options.get("label_names") or [f"label{j}" for j in range(labels.shape[1])])
     if len(names) != labels.shape[1]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xmhash.data.datasets.base import DatasetError, check_images, option
+from xmhash.data.datasets.base import DatasetError, check_images, option, setting
 from xmhash.data.prepared import Item, write_prepared
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
@@ -44,7 +44,8 @@ def _by_class(folder: Path, suffixes: set[str] | None) -> dict[str, list[Path]]:
 def prepare_folders(dataset: str, out: Path, options: dict[str, Any]) -> dict[str, Any]:
     if not options.get("root"):
         raise DatasetError(
-            f"config.yaml: datasets.<{dataset}>.root must name the folder with images/ and texts/"
+            f"config.yaml: {setting(options, 'root')} must name the {dataset} folder with "
+            f"images/ and texts/"
         )
     root = Path(options["root"]).expanduser().resolve()
     pairing = option(options, "pairing", "instance")

@@ -26,6 +26,7 @@ from xmhash.data.datasets.base import (
     find_dir,
     option,
     read_lines,
+    setting,
     unpack,
     workdir,
 )
@@ -60,8 +61,8 @@ def read_labels(path: Path) -> dict[str, list[str]]:
 def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
     if not options.get("labels_file"):
         raise DatasetError(
-            "config.yaml: datasets.<name>.labels_file must name the SAIAPR "
-            "TC-12 label export ('<dir>/<id> <label> ...' per line)"
+            f"config.yaml: {setting(options, 'labels_file')} must name the SAIAPR "
+            f"TC-12 label export ('<dir>/<id> <label> ...' per line)"
         )
     labels_of = read_labels(Path(options["labels_file"]).expanduser())
     with workdir(out) as work:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xmhash.data.datasets.base import DatasetError, Source, check_image, option
+from xmhash.data.datasets.base import DatasetError, Source, check_image, option, setting
 from xmhash.data.prepared import Item, write_prepared
 
 
@@ -54,11 +54,15 @@ def _labels(value: Any) -> list[str]:
 
 def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
     if not options.get("manifest"):
-        raise DatasetError("config.yaml: datasets.<name>.manifest must name a .csv or .jsonl")
+        raise DatasetError(
+            f"config.yaml: {setting(options, 'manifest')} is empty; set it to your .csv "
+            f"or .jsonl manifest (columns image, text, labels)"
+        )
     path = Path(options["manifest"]).expanduser().resolve()
     root = Path(option(options, "image_dir", path.parent)).expanduser().resolve()
     rows = read_manifest(path)
     parsed = []
+    first_line: dict[str, int] = {}
     for line_no, row in rows:
         missing = [k for k in ("image", "text", "labels") if k not in row or row[k] is None]
         if missing:
@@ -69,8 +73,19 @@ def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[
             raise DatasetError(f"{path}, line {line_no}: image {image!r} not found at {where}")
         if option(options, "check_images", True):
             check_image(where)
-        parsed.append(
-            (str(row.get("id") or line_no), image, str(row["text"]), _labels(row["labels"]))
+        id_ = str(row.get("id") or line_no)
+        if id_ in first_line:
+            raise DatasetError(
+                f"{path}, line {line_no}: id {id_!r} is already used on line "
+                f"{first_line[id_]}; ids must be unique (or leave the id empty: the line "
+                f"number is used)"
+            )
+        first_line[id_] = line_no
+        parsed.append((id_, image, str(row["text"]), _labels(row["labels"])))
+    if parsed and not any(text.strip() for _, _, text, _ in parsed):
+        raise DatasetError(
+            f"{path}: the text of every row is empty; cross-modal hashing needs a text per "
+            f"image: fill in the text column"
         )
     names = list(options.get("label_names") or sorted({lab for *_, ls in parsed for lab in ls}))
     index = {n: j for j, n in enumerate(names)}

@@ -29,9 +29,10 @@ def load_mat(path: Path) -> dict[str, Any]:
 
 
 def take(
-    mat: dict[str, Any], path: Path, key: str, *, rows: int | None = None, ndim: int = 2
+    mat: dict[str, Any], path: Path | str, key: str, *, rows: int | None = None, ndim: int = 2
 ) -> np.ndarray:
-    """``mat[key]`` as a float array of ``ndim`` dims (and ``rows`` rows if given)."""
+    """``mat[key]`` as a float array of ``ndim`` dims (and ``rows`` rows if given);
+    errors name ``path`` (the user's file)."""
     if key not in mat:
         raise DatasetError(f"{path}: key {key!r} missing (keys: {sorted(mat)})")
     arr = np.asarray(mat[key])

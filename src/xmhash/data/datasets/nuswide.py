@@ -29,6 +29,7 @@ from xmhash.data.datasets.base import (
     find_dir,
     option,
     read_lines,
+    setting,
     unpack,
     user_dir,
     workdir,
@@ -71,7 +72,8 @@ def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[
     variant = option(options, "variant", "tc10")
     if variant not in VARIANTS:
         raise DatasetError(
-            f"config.yaml: datasets.<name>.variant {variant!r}, expected one of {sorted(VARIANTS)}"
+            f"config.yaml: {setting(options, 'variant')} {variant!r}, expected one of "
+            f"{sorted(VARIANTS)}"
         )
     image_dir = user_dir(options, "image_dir", "nuswide")
     with workdir(out) as work:

@@ -127,13 +127,15 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
         names, pairs = _pairs(root)
         mat_path = root / "raw_features.mat"
         mat = load_mat(mat_path)
+        # errors name the user's archive, not the scratch directory it is unpacked in
+        where = f"{files[ARCHIVE]}: its raw_features.mat"
         n_tr = sum(s == "train" for *_, s in pairs)
         n_te = len(pairs) - n_tr
         image = np.concatenate(
-            [take(mat, mat_path, "I_tr", rows=n_tr), take(mat, mat_path, "I_te", rows=n_te)]
+            [take(mat, where, "I_tr", rows=n_tr), take(mat, where, "I_te", rows=n_te)]
         )
         text = np.concatenate(
-            [take(mat, mat_path, "T_tr", rows=n_tr), take(mat, mat_path, "T_te", rows=n_te)]
+            [take(mat, where, "T_tr", rows=n_tr), take(mat, where, "T_te", rows=n_te)]
         )
     labels = np.zeros((len(pairs), len(names)), np.uint8)
     labels[np.arange(len(pairs)), [c for _, _, c, _ in pairs]] = 1
