@@ -8,7 +8,7 @@ import torch
 from conftest import train_data
 from test_djsrh import batch_of, make
 
-from xmhash.graph.joint import graph_coherence_similarity
+from xmhash.methods.joint import graph_coherence_similarity
 from xmhash.methods.base import Items
 from xmhash.methods.dgcpn import DGCPN, DGCPNParams, binary, dgcpn_terms
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 from conftest import REPO, train_data
 
-from xmhash.graph.memory import (
+from xmhash.methods.memory import (
     assignment_confidence,
     ema_code_prototypes,
     ema_prototypes,

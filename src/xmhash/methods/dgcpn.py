@@ -5,7 +5,7 @@ Cross-modal Hashing", AAAI 2021. Official code: github.com/Atmegal/DGCPN (read a
 9f62c56 for the project's spec, research/baselines.md section 1.3).
 
 Before training, one similarity over the whole training set
-(:func:`xmhash.graph.joint.graph_coherence_similarity`): the pairwise similarity
+(:func:`xmhash.methods.joint.graph_coherence_similarity`): the pairwise similarity
 S_pair = a1 cos F_T + (1 - a1) cos F_I, a kNN graph of it (k neighbours per item, rows
 L1-normalised: P), the graph-neighbour coherence Q = scale P P^T, and
 S = 2 [(1 - a2) S_pair + a2 Q] - 1. Per batch, with B = rownorm(tanh(h)) and I the
@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.joint import graph_coherence_similarity, neighbours_of
+from xmhash.methods.joint import graph_coherence_similarity, neighbours_of
 from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
 from xmhash.methods.djsrh import unit_scale
 

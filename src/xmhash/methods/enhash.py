@@ -69,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.memory import (
+from xmhash.methods.memory import (
     assignment_confidence,
     ema_code_prototypes,
     ema_prototypes,
