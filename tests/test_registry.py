@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from host_syncs import host_syncs  # noqa: F401 (a fixture)
 
 from xmhash.methods import METHODS, get_method
 from xmhash.methods.base import (
@@ -114,7 +115,7 @@ def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
         regions=f.regions.subset(rows),
     )
     method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
-    summary = fit(method, data, TrainSettings(device="cpu", checkpoint_every=0))
+    summary = fit(method, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     assert summary["selection"] in ("closed-form", "last")
     items = Items(image=f.image[300:340], text=f.text[300:340], texts=list(f.texts[300:340]))
     for modality in ("image", "text"):
@@ -125,3 +126,51 @@ def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
     back = load_model(tmp_path / "model.pt")
     for modality in ("image", "text"):
         assert (back.encode(items, modality) == method.encode(items, modality)).all()
+
+
+def _deep_methods():
+    return sorted(n for n, c in METHODS.items() if hasattr(c.Params(), "epochs"))
+
+
+@pytest.mark.parametrize("name", _deep_methods())
+def test_no_training_step_waits_for_the_device(name, small_demo, tmp_path, host_syncs):  # noqa: F811
+    """No training step makes the host wait for the device: loss terms stay there, and
+    the trainer reads them once per epoch."""
+    from xmhash.graph.store import GraphFile, write_graph
+    from xmhash.train import TrainSettings, fit
+
+    cls = METHODS[name]
+    rows = np.arange(192)
+    f = small_demo
+    graphs = {}
+    for kind in cls.graphs:
+        target = np.where(f.labels[rows] @ f.labels[rows].T > 0, 1.0, -1.0).astype(np.float32)
+        graphs[kind] = tmp_path / f"{kind}.h5"
+        write_graph(graphs[kind], GraphFile(kind=kind, rows=rows, target=target))
+    data = TrainData(
+        image=torch.tensor(f.image[rows]),
+        text=torch.tensor(f.text[rows]),
+        rows=rows,
+        labels=torch.tensor(f.labels[rows], dtype=torch.float32),
+        texts=list(f.texts[rows]),
+        words=f.words.subset(rows),
+        regions=f.regions.subset(rows),
+        graph=graphs,
+    )
+    overrides = {"epochs": 3, "batch_size": 64}
+    fields = {fl.name for fl in dataclasses.fields(cls.Params)}
+    # reach every branch of the step: ENHash's memory, notebook and replay from epoch 1
+    overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
+    method = cls(
+        dataclasses.replace(cls.Params(), **overrides), bits=16, image_dim=64, text_dim=64, seed=0
+    )
+    host_syncs.active = False
+    step = method.train_step
+
+    def watched_step(*args):
+        with host_syncs.watching():
+            return step(*args)
+
+    method.train_step = watched_step
+    fit(method, data, TrainSettings(device="cpu"))
+    assert host_syncs.calls == []

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.methods.joint import djsrh_similarity
 from xmhash.methods.base import Batch, DeepMethod, DeepParams, mlp
+from xmhash.methods.joint import djsrh_similarity
 
 
 @dataclass(frozen=True)

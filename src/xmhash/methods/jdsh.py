@@ -55,14 +55,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.djsrh import relaxed_codes, unit_scale
 from xmhash.methods.joint import (
     DSDWThresholds,
     dsdw_weight,
     fit_dsdw_thresholds,
     jdsh_similarity,
 )
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
-from xmhash.methods.djsrh import relaxed_codes, unit_scale
 
 log = logging.getLogger(__name__)
 
