@@ -389,3 +389,98 @@ def test_autocast_policy():
     assert bf16.dtype is torch.bfloat16 and not bf16.scaler
     fp16 = autocast_policy("cuda", False)
     assert fp16.dtype is torch.float16 and fp16.scaler
+
+
+# ---------------------------------------------------------------- the train stage
+
+
+def _stage_inputs(tmp_path, demo_seed):
+    from xmhash.data.demo import DemoSpec, generate_demo
+    from xmhash.data.splits import make_split, save_split
+    from xmhash.features.store import write_features
+
+    spec = DemoSpec(n_items=400, n_labels=8, latent_dim=16, image_dim=64, text_dim=64)
+    feats = generate_demo(replace(spec, seed=demo_seed))
+    features = tmp_path / "features.h5"
+    write_features(features, feats)
+    split = tmp_path / "split.npz"
+    save_split(split, make_split(len(feats.ids), query=50, train=300, val=50, seed=0))
+    return features, split
+
+
+def _stage(features, split, out, method="djsrh", **kw):
+    run = {
+        "features": str(features),
+        "split": str(split),
+        "method": method,
+        "params": {"epochs": 4, "batch_size": 50, **kw.pop("params", {})},
+        "bits": 16,
+        "seed": 0,
+        "settings": kw.pop("settings", EVERY_EPOCH),
+        "model_out": str(out / "model.pt"),
+        "summary_out": str(out / "train.json"),
+        "history_out": str(out / "train_log.csv"),
+        **kw,
+    }
+    return train.run_training(**run)
+
+
+def test_stage_killed_then_rerun_on_new_features_starts_over(tmp_path, caplog, monkeypatch):
+    """The scenario of a user: kill a training job, regenerate the features with another
+    seed (same number of items), rerun: the job says it starts over, and its model is
+    that of a clean run on the new features."""
+    from xmhash.methods.base import load_model
+    from xmhash.methods.djsrh import DJSRH
+
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def kill(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+    with monkeypatch.context() as m:
+        m.setattr(DJSRH, "on_epoch_end", kill)
+        with pytest.raises(KeyboardInterrupt):
+            _stage(features, split, out)
+    assert (out / "model.ckpt").exists() and not (out / "model.pt").exists()
+
+    features, split = _stage_inputs(tmp_path, demo_seed=1)  # same shapes, new content
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        summary = _stage(features, split, out)
+    assert "it was written for other features; training from scratch" in caplog.text
+    assert not (out / "model.ckpt").exists()  # removed once the outputs are written
+    assert summary["checkpoints"]["written"] == 4  # every epoch (setting 0), incl. the last
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    _stage(features, split, clean_dir, settings=TrainSettings(device="cpu"))
+    a, b = load_model(out / "model.pt"), load_model(clean_dir / "model.pt")
+    _assert_same_weights(a, b)
+
+
+def test_stage_sets_the_threads(tmp_path):
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    before = torch.get_num_threads()
+    try:
+        _stage(
+            features,
+            split,
+            tmp_path,
+            params={"epochs": 1},
+            settings=replace(EVERY_EPOCH, threads=2),
+        )
+        assert torch.get_num_threads() == 2
+        _stage(features, split, tmp_path, params={"epochs": 1}, threads=1)  # the rule's threads
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("method", ["cirh", "daeh", "dgcpn"])
+def test_dense_methods_refuse_a_training_set_above_max_dense(tmp_path, method):
+    from xmhash.graph.similarity import DenseTooLargeError
+
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    with pytest.raises(DenseTooLargeError, match=r"300 x 300 .*graph\.max_dense=10,000"):
+        _stage(features, split, tmp_path, method=method, params={"epochs": 1}, max_dense=10_000)

@@ -214,3 +214,18 @@ def test_beats_lsh_clearly_on_a_demo_at_32_bits(score_map, tmp_path):
     lsh.fit(_data(f, rows, graph))
     ours, floor = (score_map(m, f, split.query, split.database) for m in (method, lsh))
     assert ours > floor + 0.03, (ours, floor)
+
+
+def test_refuses_a_target_above_max_dense(small_demo, tmp_path):
+    from xmhash.graph.similarity import DenseTooLargeError
+
+    rows = np.arange(100)
+    data = _data(small_demo, rows, _graph(tmp_path / "g.h5", small_demo.labels[rows], rows))
+    data.max_dense = 99 * 99
+    method = VTMUCH(
+        VTMUCHParams(epochs=1, batch_size=32, hidden=16), bits=16, image_dim=64, text_dim=64
+    )
+    with pytest.raises(DenseTooLargeError, match=r"100 x 100 vtmuch target .*graph\.max_dense"):
+        fit(method, data, TrainSettings(device="cpu"))
+    data.max_dense = 100 * 100  # at the limit: trains
+    fit(method, data, TrainSettings(device="cpu"))
