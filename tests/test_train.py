@@ -332,6 +332,14 @@ def test_checkpoints_follow_the_clock_not_the_epochs(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     summary = fit(_toy(), data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
     assert summary["checkpoints"]["written"] == 0  # 6 short epochs, 10 minutes apart
+    summary = fit(
+        _toy(),
+        data,
+        TrainSettings(device="cpu"),
+        checkpoint=tmp_path / "c.ckpt",
+        keep_checkpoint=True,
+    )
+    assert summary["checkpoints"]["written"] == 0  # nor after the last epoch of a short run
     summary = fit(_toy(), data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
     assert summary["checkpoints"]["written"] == 5  # every epoch but the last
     assert 0 < summary["checkpoints"]["share_of_training"] < 1
@@ -341,10 +349,8 @@ def test_checkpoints_follow_the_clock_not_the_epochs(small_demo, tmp_path):
 def test_the_final_state_is_kept_for_the_caller(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     m = _toy()
-    summary = fit(
-        m, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt", keep_checkpoint=True
-    )
-    assert summary["checkpoints"]["written"] == 1
+    summary = fit(m, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt", keep_checkpoint=True)
+    assert summary["checkpoints"]["written"] == 6
     state = torch.load(tmp_path / "c.ckpt", weights_only=False)
     assert state["epoch"] == 5
     # a job that died after training but before writing its outputs trains no epoch again

@@ -5,7 +5,7 @@
 * Seeds are arguments: batch order of epoch e comes from a generator seeded with
   (seed, e), so a resumed run draws the same batches as an uninterrupted one.
 * Every ``checkpoint_minutes`` of training (at the end of the epoch that crosses the
-  interval) and after the last epoch, the full state (model, optimizer, scheduler, RNG
+  interval, the last epoch included), the full state (model, optimizer, scheduler, RNG
   of torch, CUDA, numpy and Python, history, best state) is written atomically to a
   checkpoint beside the model. A restarted job resumes from it only when everything
   that determines the result is unchanged: method, params, bits, seed, selection, the
@@ -326,10 +326,11 @@ def fit(
 ) -> dict[str, Any]:
     """Train ``method`` on ``data``; return a JSON-ready summary of what was done.
 
-    With ``checkpoint``, the state is saved there every ``settings.checkpoint_minutes``
-    and resumed from it when it belongs to this run. ``keep_checkpoint``: also save it
-    after the last epoch and leave it for the caller to remove once the outputs are
-    written (the train stage); otherwise it is removed when training ends."""
+    With ``checkpoint``, the state is saved there at the end of the first epoch that
+    completes ``settings.checkpoint_minutes`` of training since the last save, and resumed
+    from it when it belongs to this run. ``keep_checkpoint``: the last epoch is saved too
+    (when due) and the file is left for the caller to remove once its outputs are written
+    (the train stage); otherwise it is removed when training ends."""
     t0 = time.perf_counter()
     history_path = Path(history_csv) if history_csv else None
     if isinstance(method, ClosedFormMethod):
@@ -410,9 +411,10 @@ def fit(
             " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"),
         )
         _write_history(history_path, history)
-        last = epoch + 1 == epochs
+        # one write per interval at most, so the cost stays below write time / interval;
+        # after the last epoch only for a caller that removes it when its outputs exist
         due = time.monotonic() - last_ckpt >= 60 * settings.checkpoint_minutes
-        if ckpt is not None and ((due and not last) or (last and keep_checkpoint)):
+        if ckpt is not None and due and (epoch + 1 < epochs or keep_checkpoint):
             tc = time.perf_counter()
             _save_checkpoint(ckpt, method, fp, epoch, history, best)
             ckpt_seconds += time.perf_counter() - tc
