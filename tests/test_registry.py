@@ -170,3 +170,33 @@ def test_no_training_step_waits_for_the_device(name, small_demo, tmp_path, host_
     method.train_step = watched_step
     fit(method, data, TrainSettings(device="cpu"))
     assert host_syncs.calls == []
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", _deep_methods())
+def test_no_training_step_synchronises_on_cuda(name, small_demo, tmp_path):
+    """On a GPU, CUDA's own sync detector finds no synchronising call in a step."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from xmhash.train import TrainSettings, fit
+
+    cls = METHODS[name]
+    data = _smoke_data(small_demo, np.arange(192), cls, tmp_path)
+    for key in ("image", "text", "labels"):
+        setattr(data, key, getattr(data, key).cuda())
+    fields = {fl.name for fl in dataclasses.fields(cls.Params)}
+    overrides = {"epochs": 3, "batch_size": 64}
+    overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
+    params = dataclasses.replace(cls.Params(), **overrides)
+    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0, device="cuda")
+    step = method.train_step
+
+    def strict_step(*args):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return step(*args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    method.train_step = strict_step
+    fit(method, data, TrainSettings(device="cuda"))
