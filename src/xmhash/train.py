@@ -383,7 +383,10 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for idx in method.batches(epoch, n, gen):
-            idx = idx.to(method.device, non_blocking=True)
+            if method.device.type == "cuda":  # a copy from pinned memory never waits
+                idx = idx.pin_memory().to(method.device, non_blocking=True)
+            else:
+                idx = idx.to(method.device)
             labels = data.labels[idx] if data.labels is not None else None
             batch = Batch(idx=idx, image=data.image[idx], text=data.text[idx], labels=labels)
             for key, value in method.train_step(batch, epoch).items():
