@@ -64,7 +64,7 @@ def main() -> None:
             t = time.perf_counter()
             m.setup(data)
             setup = time.perf_counter() - t
-            summary = fit(m, data, TrainSettings(device="cpu", checkpoint_every=0))
+            summary = fit(m, data, TrainSettings(device="cpu", checkpoint_minutes=0))
             train_s = summary["seconds"]  # includes a second (identical) setup
             per_epoch = max(train_s - setup, 1e-9) / args.epochs
             steps = args.items // 32

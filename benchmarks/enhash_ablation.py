@@ -61,7 +61,7 @@ def run(
         image=torch.tensor(feats.image[rows]), text=torch.tensor(feats.text[rows]), rows=rows
     )
     t = time.perf_counter()
-    fit(model, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(model, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     seconds = time.perf_counter() - t
     q = Items(image=feats.image[split.query], text=feats.text[split.query])
     d = Items(image=feats.image[split.database], text=feats.text[split.database])

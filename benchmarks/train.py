@@ -131,7 +131,7 @@ def main() -> None:
             cls = METHODS[name]
             block = demo.get(name) or {}
             data = train_data(feats, rows, cls, Path(tmp))
-            settings = TrainSettings(device="cpu", checkpoint_every=0)
+            settings = TrainSettings(device="cpu", checkpoint_minutes=0)
             if issubclass(cls, ClosedFormMethod):
                 t = time.perf_counter()
                 fit(make(cls, block, args.bits, args.dim), data, settings)

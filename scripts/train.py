@@ -23,4 +23,5 @@ run_training(
     train_labels=sm.input.get("labels"),
     sample_weights_out=sm.output.get("weights"),
     graph={k.removeprefix("graph_"): v for k, v in sm.input.items() if k.startswith("graph_")},
+    max_dense=sm.config.get("graph", {}).get("max_dense"),
 )

@@ -230,7 +230,7 @@ def demo_map(demo: DemoData, method: str, bits: int = 32, seed: int = 0, **overr
         seed=seed,
         device="cpu",
     )
-    fit(model, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(model, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     q, d = (Items(image=f.image[rows], text=f.text[rows]) for rows in (sp.query, sp.database))
     scores = cross_modal_map(model, q, f.labels[sp.query], d, f.labels[sp.database]).values()
     _DEMO_MAPS[key] = float(sum(scores) / 2)

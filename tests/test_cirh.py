@@ -74,7 +74,7 @@ def test_training_reduces_the_loss(small_demo):
     p = CIRHParams(epochs=8, batch_size=100, width=64, image_hidden=64)
     m = CIRH(p, bits=16, image_dim=64, text_dim=64, seed=0)
     torch.manual_seed(0)
-    hist = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_every=0))["history"]
+    hist = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_minutes=0))["history"]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[-1]["method"] < hist[0]["method"] and hist[-1]["hash"] < hist[0]["hash"]
 
@@ -87,7 +87,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo):
         text_dim=64,
         seed=0,
     )
-    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_minutes=0))
     items = Items(image=small_demo.image[:30], text=small_demo.text[:30])
     for modality in ("image", "text"):
         codes = m.encode(items, modality)

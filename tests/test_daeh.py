@@ -82,7 +82,7 @@ def test_training_reduces_the_loss(small_demo):
     p = DAEHParams(epochs=4, batch_size=40, hidden=64, teacher_hidden=64)
     m = DAEH(p, bits=16, image_dim=64, text_dim=64, seed=0)
     torch.manual_seed(0)
-    hist = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_every=0))["history"]
+    hist = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_minutes=0))["history"]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert 0.0 <= hist[0]["text_weaker"] <= 1.0
 
@@ -95,7 +95,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo):
         text_dim=64,
         seed=0,
     )
-    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_minutes=0))
     items = Items(image=small_demo.image[:30], text=small_demo.text[:30])
     for modality in ("image", "text"):
         codes = m.encode(items, modality)

@@ -8,9 +8,9 @@ import torch
 from conftest import train_data
 from test_djsrh import batch_of, make
 
-from xmhash.graph.joint import graph_coherence_similarity
 from xmhash.methods.base import Items
 from xmhash.methods.dgcpn import DGCPN, DGCPNParams, binary, dgcpn_terms
+from xmhash.methods.joint import graph_coherence_similarity
 
 
 def test_loss_terms_by_hand():
@@ -53,11 +53,11 @@ def test_half_binary_updates_touch_one_network_each(small_demo):
     m.setup(_data(small_demo))
     batch = batch_of(small_demo, 32)
     m.net.train()
-    m._update(m.loss(batch, 0)["loss"], "joint", 0)  # momentum buffers for both networks
+    m.update(m.loss(batch, 0)["loss"])  # momentum buffers for both networks
     before = {k: v.clone() for k, v in m.net.state_dict().items()}
     code_i = torch.tanh(m.project(batch.image, "image"))
     fixed_t = binary(m.project(batch.text, "text").detach())
-    m._update(m._terms(code_i, fixed_t, m.target(batch.idx))["loss"], "image step", 0)
+    m.update(m._terms(code_i, fixed_t, m.target(batch.idx))["loss"])
     after = m.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("text."))
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("image."))

@@ -11,14 +11,6 @@ import torch
 import yaml
 from conftest import REPO, train_data
 
-from xmhash.graph.memory import (
-    assignment_confidence,
-    ema_code_prototypes,
-    ema_prototypes,
-    hash_centers,
-    kmeanspp,
-    sinkhorn,
-)
 from xmhash.methods.base import Batch, ConfigError, Items, TrainData, load_model, save_model
 from xmhash.methods.enhash import (
     ENHash,
@@ -32,6 +24,14 @@ from xmhash.methods.enhash import (
     quantization_loss,
     similarity_target,
     soft_cross_entropy,
+)
+from xmhash.methods.memory import (
+    assignment_confidence,
+    ema_code_prototypes,
+    ema_prototypes,
+    hash_centers,
+    kmeanspp,
+    sinkhorn,
 )
 from xmhash.train import TrainSettings, cross_modal_map, fit
 
@@ -79,10 +79,10 @@ def test_pairwise_loss_by_hand():
 def test_nt_xent_by_hand():
     # views e1, e2, e1, e2: each row sees its positive at cosine 1 and two negatives at 0
     expected = math.log(2 + math.e) - 1
-    assert nt_xent(EYE2, EYE2, tau=1.0).item() == pytest.approx(expected)
+    assert nt_xent(EYE2, EYE2, 1.0).item() == pytest.approx(expected)
     # temperature divides the cosines
     expected = math.log(2 + math.exp(2)) - 2
-    assert nt_xent(EYE2, EYE2, tau=0.5).item() == pytest.approx(expected)
+    assert nt_xent(EYE2, EYE2, 0.5).item() == pytest.approx(expected)
 
 
 def test_quantization_loss_by_hand():
@@ -271,7 +271,7 @@ def _method(seed=0, bits=16, dims=(64, 64), **kw) -> ENHash:
 
 def _train(small_demo, n=400, **kw) -> ENHash:
     m = _method(**kw)
-    fit(m, _data(small_demo, np.arange(n)), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, _data(small_demo, np.arange(n)), TrainSettings(device="cpu", checkpoint_minutes=0))
     return m
 
 
@@ -319,7 +319,7 @@ def test_encode_gives_pm1_codes_for_both_modalities(small_demo, dims):
         text=torch.tensor(small_demo.text[rows, : dims[1]]),
         rows=rows,
     )
-    fit(m, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     items = Items(image=small_demo.image[:30], text=small_demo.text[:30, : dims[1]])
     for modality in ("image", "text"):
         codes = m.encode(items, modality)
@@ -366,6 +366,24 @@ def test_replay_draws_notebook_items(small_demo):
     assert all(len(b) == 64 for b in m.batches(0, 400, torch.Generator().manual_seed(0)))
 
 
+def test_replay_reads_the_notebook_once_per_epoch(small_demo, monkeypatch):
+    """Drawing a batch never copies the notebook from the device: the epoch's replay
+    draws from the notebook as it stood when the epoch began."""
+    m = _train(small_demo, epochs=3)
+    assert len(m.net.notebook.entries()) > 0
+    reads = []
+    getattr_ = ErrorNotebook.__getattr__
+
+    def counting(self, name):
+        if name == "score":
+            reads.append(name)
+        return getattr_(self, name)
+
+    monkeypatch.setattr(ErrorNotebook, "__getattr__", counting)
+    batches = list(m.batches(2, 400, torch.Generator().manual_seed(0)))
+    assert len(batches) > 1 and len(reads) == 1
+
+
 class _Killed(ENHash):
     fail_at: int | None = None
 
@@ -377,7 +395,7 @@ class _Killed(ENHash):
 
 def test_resume_restores_memory_and_notebook(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
-    settings = TrainSettings(device="cpu", checkpoint_every=1)
+    settings = TrainSettings(device="cpu", checkpoint_minutes=0)
     ref = _method()
     fit(ref, data, settings)
 
@@ -388,9 +406,10 @@ def test_resume_restores_memory_and_notebook(small_demo, tmp_path):
         fit(killed, data, settings, checkpoint=tmp_path / "c.ckpt")
     assert len(killed.net.notebook.entries()) > 0
 
-    resumed = _method(seed=1)  # other initial weights: everything must come from the file
-    resumed.seed = 0
+    torch.manual_seed(1)  # other initial weights: everything must come from the file
+    resumed = _Killed(ENHashParams(**SMALL), bits=16, image_dim=64, text_dim=64, seed=0)
     fit(resumed, data, settings, checkpoint=tmp_path / "c.ckpt")
+    assert len(resumed.net.notebook.entries()) > 0
     ref_state, res_state = ref.net.state_dict(), resumed.net.state_dict()
     assert ref_state.keys() == res_state.keys()
     for key in ref_state:
@@ -446,7 +465,7 @@ def test_beats_lsh_and_chance_on_the_demo_at_32_bits(demo):
     params = ENHashParams.from_config(cfg["methods"]["enhash"], "methods.enhash")
     dim = feats.image.shape[1]
     enhash = ENHash(params, bits=32, image_dim=dim, text_dim=dim, seed=0)
-    fit(enhash, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(enhash, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     lsh = LSH(LSH.Params(), bits=32, image_dim=dim, text_dim=dim, seed=0)
     fit(lsh, data)
     chance = M.expected_random_map(feats.labels[split.query], feats.labels[split.database])

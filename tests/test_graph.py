@@ -17,7 +17,7 @@ from xmhash.graph.communities import (
 )
 from xmhash.graph.similarity import (
     DenseTooLargeError,
-    cosine_blockwise,
+    check_dense,
     knn,
     knn_to_sparse,
 )
@@ -28,18 +28,10 @@ def _dense_cos(x):
     return x @ x.T
 
 
-def test_blockwise_cosine_equals_dense(rng):
-    x = rng.standard_normal((53, 7)).astype(np.float32)
-    y = rng.standard_normal((11, 7)).astype(np.float32)
-    np.testing.assert_allclose(cosine_blockwise(x, block=8), _dense_cos(x), atol=1e-5)
-    yn = y / np.linalg.norm(y, axis=1, keepdims=True)
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    np.testing.assert_allclose(cosine_blockwise(x, y, block=5), xn @ yn.T, atol=1e-5)
-
-
-def test_dense_limit_is_enforced(rng):
-    with pytest.raises(DenseTooLargeError, match="max_dense"):
-        cosine_blockwise(rng.standard_normal((30, 4)), max_dense=100)
+def test_dense_limit_is_enforced():
+    check_dense(10, 10, 100)  # at the limit: allowed
+    with pytest.raises(DenseTooLargeError, match=r"30 x 30 .* graph.max_dense=100"):
+        check_dense(30, 30, 100)
 
 
 @pytest.mark.parametrize("backend", ["torch", "faiss"])

@@ -8,9 +8,9 @@ import torch
 from conftest import train_data
 from test_djsrh import batch_of, make
 
-from xmhash.graph.joint import dsdw_weight, jdsh_similarity
 from xmhash.methods.base import Items
 from xmhash.methods.jdsh import JDSH, JDSHParams, jdsh_terms
+from xmhash.methods.joint import dsdw_weight, jdsh_similarity
 
 
 def test_loss_terms_by_hand():

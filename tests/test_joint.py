@@ -1,4 +1,4 @@
-"""The DJSRH-family joint similarities (xmhash.graph.joint): hand-computed cases and
+"""The DJSRH-family joint similarities (xmhash.methods.joint): hand-computed cases and
 brute-force references."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from xmhash.graph.joint import (
+from xmhash.methods.joint import (
     DSDWThresholds,
     cosine,
     djsrh_similarity,

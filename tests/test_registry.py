@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from host_syncs import host_syncs  # noqa: F401 (a fixture)
 
 from xmhash.methods import METHODS, get_method
 from xmhash.methods.base import (
@@ -91,6 +92,28 @@ def test_params_reject_unknown_keys_and_bad_types():
 SMOKE_NEEDS = frozenset({"texts", "words", "regions"})
 
 
+def _smoke_data(f, rows, cls, tmp_path) -> TrainData:
+    """Every training input of the demo's ``rows``, with a label-agreement target as the
+    graph file of each graph kind the method trains on."""
+    from xmhash.graph.store import GraphFile, write_graph
+
+    graphs = {}
+    for kind in cls.graphs:
+        target = np.where(f.labels[rows] @ f.labels[rows].T > 0, 1.0, -1.0).astype(np.float32)
+        graphs[kind] = tmp_path / f"{kind}.h5"
+        write_graph(graphs[kind], GraphFile(kind=kind, rows=rows, target=target))
+    return TrainData(
+        image=torch.tensor(f.image[rows]),
+        text=torch.tensor(f.text[rows]),
+        rows=rows,
+        labels=torch.tensor(f.labels[rows], dtype=torch.float32),
+        texts=list(f.texts[rows]),
+        words=f.words.subset(rows),
+        regions=f.regions.subset(rows),
+        graph=graphs,
+    )
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
     """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip."""
@@ -102,19 +125,10 @@ def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
     params = cls.Params()
     if hasattr(params, "epochs"):
         params = dataclasses.replace(params, epochs=1, batch_size=64)
-    rows = np.arange(200)
     f = small_demo
-    data = TrainData(
-        image=torch.tensor(f.image[rows]),
-        text=torch.tensor(f.text[rows]),
-        rows=rows,
-        labels=torch.tensor(f.labels[rows], dtype=torch.float32),
-        texts=list(f.texts[rows]),
-        words=f.words.subset(rows),
-        regions=f.regions.subset(rows),
-    )
+    data = _smoke_data(f, np.arange(200), cls, tmp_path)
     method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
-    summary = fit(method, data, TrainSettings(device="cpu", checkpoint_every=0))
+    summary = fit(method, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     assert summary["selection"] in ("closed-form", "last")
     items = Items(image=f.image[300:340], text=f.text[300:340], texts=list(f.texts[300:340]))
     for modality in ("image", "text"):
@@ -125,3 +139,64 @@ def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
     back = load_model(tmp_path / "model.pt")
     for modality in ("image", "text"):
         assert (back.encode(items, modality) == method.encode(items, modality)).all()
+
+
+def _deep_methods():
+    return sorted(n for n, c in METHODS.items() if hasattr(c.Params(), "epochs"))
+
+
+@pytest.mark.parametrize("name", _deep_methods())
+def test_no_training_step_waits_for_the_device(name, small_demo, tmp_path, host_syncs):  # noqa: F811
+    """No training step makes the host wait for the device: loss terms stay there, and
+    the trainer reads them once per epoch."""
+    from xmhash.train import TrainSettings, fit
+
+    cls = METHODS[name]
+    data = _smoke_data(small_demo, np.arange(192), cls, tmp_path)
+    overrides = {"epochs": 3, "batch_size": 64}
+    fields = {fl.name for fl in dataclasses.fields(cls.Params)}
+    # reach every branch of the step: ENHash's memory, notebook and replay from epoch 1
+    overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
+    method = cls(
+        dataclasses.replace(cls.Params(), **overrides), bits=16, image_dim=64, text_dim=64, seed=0
+    )
+    host_syncs.active = False
+    step = method.train_step
+
+    def watched_step(*args):
+        with host_syncs.watching():
+            return step(*args)
+
+    method.train_step = watched_step
+    fit(method, data, TrainSettings(device="cpu"))
+    assert host_syncs.calls == []
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", _deep_methods())
+def test_no_training_step_synchronises_on_cuda(name, small_demo, tmp_path):
+    """On a GPU, CUDA's own sync detector finds no synchronising call in a step."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from xmhash.train import TrainSettings, fit
+
+    cls = METHODS[name]
+    data = _smoke_data(small_demo, np.arange(192), cls, tmp_path)
+    for key in ("image", "text", "labels"):
+        setattr(data, key, getattr(data, key).cuda())
+    fields = {fl.name for fl in dataclasses.fields(cls.Params)}
+    overrides = {"epochs": 3, "batch_size": 64}
+    overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
+    params = dataclasses.replace(cls.Params(), **overrides)
+    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0, device="cuda")
+    step = method.train_step
+
+    def strict_step(*args):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return step(*args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    method.train_step = strict_step
+    fit(method, data, TrainSettings(device="cuda"))

@@ -134,7 +134,7 @@ def test_centre_network_survives_a_save_load_round_trip(tmp_path):
         rows=np.arange(16),
         labels=torch.eye(4)[torch.arange(16) % 4],
     )
-    fit(m, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     save_model(tmp_path / "m.pt", m)
     back = load_model(tmp_path / "m.pt")
     assert torch.allclose(back.net.centre_codes(), m.net.centre_codes())
@@ -185,7 +185,7 @@ def _train(demo, name, rate, **kw):
     torch.set_num_threads(1)  # the machine is shared; one thread is faster under load
     try:
         m.history = fit(
-            m, data, TrainSettings(device="cpu", select="val", checkpoint_every=0), val=val
+            m, data, TrainSettings(device="cpu", select="val", checkpoint_minutes=0), val=val
         )["history"]
     finally:
         torch.set_num_threads(threads)

@@ -1,18 +1,24 @@
-"""The generic trainer: logging, checkpoints and resume, model selection."""
+"""The generic trainer: logging, checkpoints and resume, model selection, the hot loop."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import logging
+import sys
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import torch
 from conftest import train_data
+from host_syncs import host_syncs  # noqa: F401 (a fixture)
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, Items, mlp
+from xmhash import train
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, Items, autocast_policy, mlp
 from xmhash.train import TrainSettings, ValData, fit
+
+EVERY_EPOCH = TrainSettings(device="cpu", checkpoint_minutes=0)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ def test_history_csv_has_every_loss_term(small_demo, tmp_path):
 def test_resume_after_kill_equals_uninterrupted_run(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     ref = _toy()
-    fit(ref, data, TrainSettings(device="cpu", checkpoint_every=1))
+    fit(ref, data, TrainSettings(device="cpu", checkpoint_minutes=0))
 
     killed = _toy()
     killed.fail_at = 3
@@ -93,7 +99,7 @@ def test_resume_after_kill_equals_uninterrupted_run(small_demo, tmp_path):
         fit(
             killed,
             data,
-            TrainSettings(device="cpu"),
+            EVERY_EPOCH,
             checkpoint=tmp_path / "c.ckpt",
             history_csv=tmp_path / "h.csv",
         )
@@ -103,7 +109,7 @@ def test_resume_after_kill_equals_uninterrupted_run(small_demo, tmp_path):
     summary = fit(
         resumed,
         data,
-        TrainSettings(device="cpu"),
+        EVERY_EPOCH,
         checkpoint=tmp_path / "c.ckpt",
         history_csv=tmp_path / "h.csv",
     )
@@ -119,9 +125,9 @@ def test_checkpoint_of_other_settings_is_ignored(small_demo, tmp_path):
     killed = _toy(lr=0.05)
     killed.fail_at = 1
     with pytest.raises(KeyboardInterrupt):
-        fit(killed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+        fit(killed, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
     fresh = _toy(lr=0.01)  # another learning rate: must start from scratch
-    summary = fit(fresh, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+    summary = fit(fresh, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
     assert len(summary["history"]) == 6
 
 
@@ -149,5 +155,338 @@ def test_val_selection_needs_a_validation_split(small_demo):
 
 def test_nan_loss_is_a_clear_error(small_demo):
     m = _toy(lr=1e30)
-    with pytest.raises(FloatingPointError, match="toy: loss became"):
+    with pytest.raises(FloatingPointError, match="toy: loss became non-finite in epoch 1 of 6"):
         fit(m, _data(small_demo, np.arange(300)), TrainSettings(device="cpu"))
+
+
+class NaNAt(Toy):
+    """One step of one epoch has a NaN loss term."""
+
+    def loss(self, batch, epoch):
+        terms = super().loss(batch, epoch)
+        if epoch == 3 and int(batch.idx[0]) % 2 == 0:
+            terms["quant"] = terms["quant"] * float("nan")
+            terms["loss"] = terms["align"] + terms["quant"]
+        return terms
+
+
+def test_a_non_finite_step_is_named_with_its_epoch(small_demo, tmp_path):
+    m = NaNAt(ToyParams(), bits=16, image_dim=64, text_dim=64, seed=0)
+    with pytest.raises(
+        FloatingPointError, match=r"toy: loss became non-finite in epoch 4 of 6 \(term\(s\) loss"
+    ):
+        fit(m, _data(small_demo, np.arange(300)), EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    # the last checkpoint is of epoch 3, before the NaN: a rerun resumes from sane weights
+    state = torch.load(tmp_path / "c.ckpt", weights_only=False)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in state["net"].values())
+
+
+# ---------------------------------------------------------------- stale checkpoints
+
+
+def _killed_then_rerun(data_before, data_after, tmp_path, caplog, **toy):
+    """A run killed after epoch 2 on ``data_before`` (its checkpoint stays), then a run
+    on ``data_after``: returns the rerun's method and summary."""
+    killed = _toy(**toy)
+    killed.fail_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data_before, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    assert (tmp_path / "c.ckpt").exists()
+    rerun = _toy(**toy)
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        summary = fit(rerun, data_after, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    return rerun, summary
+
+
+def _assert_same_weights(a, b):
+    for (k, x), y in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("change", ["features", "split", "labels"])
+def test_checkpoint_of_other_inputs_is_discarded(small_demo, tmp_path, caplog, change):
+    """Killed mid-training, then the inputs change with the number of items unchanged:
+    the rerun starts from scratch, says why, and equals a clean run on the new inputs."""
+    rows = np.arange(300)
+    before = _data(small_demo, rows)
+    before.labels = torch.tensor(small_demo.labels[rows], dtype=torch.float32)
+    after = _data(small_demo, rows)
+    after.labels = before.labels.clone()
+    if change == "split":
+        after.rows = rows + 100  # other training rows (the features alone would not tell)
+    if change == "features":
+        after.image = after.image + 0.01  # e.g. another demo seed: same shapes, new content
+    if change == "labels":
+        after.labels[:10] = 1 - after.labels[:10]  # other noisy labels
+    rerun, summary = _killed_then_rerun(before, after, tmp_path, caplog)
+    assert f"discarding checkpoint {tmp_path / 'c.ckpt'}: it was written for other {change}" in (
+        caplog.text
+    )
+    assert "resumed from" not in caplog.text
+    assert [r["epoch"] for r in summary["history"]] == list(range(1, 7))
+    clean = _toy()
+    fit(clean, after, TrainSettings(device="cpu"))
+    _assert_same_weights(clean, rerun)
+
+
+def test_checkpoint_of_other_graph_file_is_discarded(small_demo, tmp_path, caplog):
+    graph = tmp_path / "g.h5"
+    graph.write_bytes(b"graph one")
+    before = _data(small_demo, np.arange(300))
+    before.graph = {"vtmuch": graph}
+    after = _data(small_demo, np.arange(300))
+    after.graph = {"vtmuch": tmp_path / "g2.h5"}
+    after.graph["vtmuch"].write_bytes(b"graph two")  # same size, other content
+    _killed_then_rerun(before, after, tmp_path, caplog)
+    assert "it was written for other graph" in caplog.text
+
+
+def test_checkpoint_of_other_code_is_discarded(small_demo, tmp_path, caplog, monkeypatch):
+    module = tmp_path / "toy_module.py"
+    module.write_text("from test_train import Toy\n\n\nclass ToyCopy(Toy):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toy_module
+
+    data = _data(small_demo, np.arange(300))
+    killed = toy_module.ToyCopy(ToyParams(), bits=16, image_dim=64, text_dim=64, seed=0)
+    killed.fail_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    module.write_text(module.read_text() + "# a change to the method's code\n")
+    rerun = toy_module.ToyCopy(ToyParams(), bits=16, image_dim=64, text_dim=64, seed=0)
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        fit(rerun, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    assert "it was written for other code" in caplog.text
+    sys.modules.pop("toy_module", None)
+
+
+def test_unchanged_inputs_resume_and_say_so(small_demo, tmp_path, caplog):
+    data = _data(small_demo, np.arange(300))
+    rerun, summary = _killed_then_rerun(data, _data(small_demo, np.arange(300)), tmp_path, caplog)
+    assert "resumed from" in caplog.text and "after epoch 2" in caplog.text
+    ref = _toy()
+    fit(ref, data, TrainSettings(device="cpu"))
+    _assert_same_weights(ref, rerun)
+
+
+def test_unreadable_checkpoint_is_discarded(small_demo, tmp_path, caplog):
+    (tmp_path / "c.ckpt").write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        summary = fit(
+            _toy(), _data(small_demo, np.arange(300)), EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt"
+        )
+    assert "unreadable" in caplog.text and len(summary["history"]) == 6
+
+
+def test_cuda_generator_states_are_saved_and_restored(small_demo, tmp_path, monkeypatch):
+    """On a CUDA process the checkpoint carries every device's generator state and the
+    resumed run restores it (CUDA simulated: the calls are recorded)."""
+    states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda new: restored.append(new))
+    data = _data(small_demo, np.arange(300))
+    killed = _toy()
+    killed.fail_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    saved = torch.load(tmp_path / "c.ckpt", weights_only=False)["rng"]["cuda"]
+    assert [s.tolist() for s in saved] == [[1, 2, 3], [4]]
+    assert restored == []
+    fit(_toy(), data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    assert len(restored) == 1 and [s.tolist() for s in restored[0]] == [[1, 2, 3], [4]]
+
+
+@pytest.mark.gpu
+def test_resume_equals_uninterrupted_run_on_cuda(small_demo, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    data = _data(small_demo, np.arange(300))
+    data.image, data.text = data.image.cuda(), data.text.cuda()
+    settings = replace(EVERY_EPOCH, device="cuda")
+
+    def toy():
+        torch.manual_seed(0)
+        torch.cuda.manual_seed_all(0)
+        return Toy(ToyParams(), bits=16, image_dim=64, text_dim=64, seed=0, device="cuda")
+
+    ref = toy()
+    fit(ref, data, settings)
+    killed = toy()
+    killed.fail_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, settings, checkpoint=tmp_path / "c.ckpt")
+    torch.cuda.manual_seed_all(123)  # the generators' state must come from the checkpoint
+    resumed = toy()
+    torch.cuda.manual_seed_all(123)
+    fit(resumed, data, settings, checkpoint=tmp_path / "c.ckpt")
+    _assert_same_weights(ref, resumed)
+
+
+# ---------------------------------------------------------------- checkpoint schedule
+
+
+def test_checkpoints_follow_the_clock_not_the_epochs(small_demo, tmp_path):
+    data = _data(small_demo, np.arange(300))
+    summary = fit(_toy(), data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+    assert summary["checkpoints"]["written"] == 0  # 6 short epochs, 10 minutes apart
+    summary = fit(
+        _toy(),
+        data,
+        TrainSettings(device="cpu"),
+        checkpoint=tmp_path / "c.ckpt",
+        keep_checkpoint=True,
+    )
+    assert summary["checkpoints"]["written"] == 0  # nor after the last epoch of a short run
+    summary = fit(_toy(), data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    assert summary["checkpoints"]["written"] == 5  # every epoch but the last
+    assert 0 < summary["checkpoints"]["share_of_training"] < 1
+    assert not (tmp_path / "c.ckpt").exists()
+
+
+def test_the_final_state_is_kept_for_the_caller(small_demo, tmp_path):
+    data = _data(small_demo, np.arange(300))
+    m = _toy()
+    summary = fit(m, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt", keep_checkpoint=True)
+    assert summary["checkpoints"]["written"] == 6
+    state = torch.load(tmp_path / "c.ckpt", weights_only=False)
+    assert state["epoch"] == 5
+    # a job that died after training but before writing its outputs trains no epoch again
+    again = _toy(seed=1)  # other initial weights: the result must come from the file
+    again.seed = 0
+    summary = fit(again, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+    assert len(summary["history"]) == 6 and summary["checkpoints"]["written"] == 0
+    _assert_same_weights(m, again)
+
+
+# ---------------------------------------------------------------- hot loop
+
+
+def test_the_trainer_syncs_once_per_epoch_not_per_step(small_demo, host_syncs):  # noqa: F811
+    data = _data(small_demo, np.arange(300))
+    counts = []
+    for bs in (100, 25):  # 3 and 12 steps per epoch
+        host_syncs.calls.clear()
+        fit(_toy(batch_size=bs), data, TrainSettings(device="cpu"))
+        counts.append(len(host_syncs.calls))
+    assert counts[0] == counts[1], host_syncs.calls
+
+
+def test_tf32_setting_reaches_torch(small_demo):
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        data = _data(small_demo, np.arange(100))
+        fit(_toy(epochs=1), data, TrainSettings(device="cpu", tf32=False))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        fit(_toy(epochs=1), data, TrainSettings(device="cpu", tf32=True))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        train.set_tf32(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+
+
+def test_autocast_policy():
+    for bf16_supported in (True, False):
+        cpu = autocast_policy("cpu", bf16_supported)
+        assert cpu.dtype is None and not cpu.scaler
+    bf16 = autocast_policy("cuda", True)
+    assert bf16.dtype is torch.bfloat16 and not bf16.scaler
+    fp16 = autocast_policy("cuda", False)
+    assert fp16.dtype is torch.float16 and fp16.scaler
+
+
+# ---------------------------------------------------------------- the train stage
+
+
+def _stage_inputs(tmp_path, demo_seed):
+    from xmhash.data.demo import DemoSpec, generate_demo
+    from xmhash.data.splits import make_split, save_split
+    from xmhash.features.store import write_features
+
+    spec = DemoSpec(n_items=400, n_labels=8, latent_dim=16, image_dim=64, text_dim=64)
+    feats = generate_demo(replace(spec, seed=demo_seed))
+    features = tmp_path / "features.h5"
+    write_features(features, feats)
+    split = tmp_path / "split.npz"
+    save_split(split, make_split(len(feats.ids), query=50, train=300, val=50, seed=0))
+    return features, split
+
+
+def _stage(features, split, out, method="djsrh", **kw):
+    run = {
+        "features": str(features),
+        "split": str(split),
+        "method": method,
+        "params": {"epochs": 4, "batch_size": 50, **kw.pop("params", {})},
+        "bits": 16,
+        "seed": 0,
+        "settings": kw.pop("settings", EVERY_EPOCH),
+        "model_out": str(out / "model.pt"),
+        "summary_out": str(out / "train.json"),
+        "history_out": str(out / "train_log.csv"),
+        **kw,
+    }
+    return train.run_training(**run)
+
+
+def test_stage_killed_then_rerun_on_new_features_starts_over(tmp_path, caplog, monkeypatch):
+    """The scenario of a user: kill a training job, regenerate the features with another
+    seed (same number of items), rerun: the job says it starts over, and its model is
+    that of a clean run on the new features."""
+    from xmhash.methods.base import load_model
+    from xmhash.methods.djsrh import DJSRH
+
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def kill(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+    with monkeypatch.context() as m:
+        m.setattr(DJSRH, "on_epoch_end", kill)
+        with pytest.raises(KeyboardInterrupt):
+            _stage(features, split, out)
+    assert (out / "model.ckpt").exists() and not (out / "model.pt").exists()
+
+    features, split = _stage_inputs(tmp_path, demo_seed=1)  # same shapes, new content
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        summary = _stage(features, split, out)
+    assert "it was written for other features; training from scratch" in caplog.text
+    assert not (out / "model.ckpt").exists()  # removed once the outputs are written
+    assert summary["checkpoints"]["written"] == 4  # every epoch (setting 0), incl. the last
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    _stage(features, split, clean_dir, settings=TrainSettings(device="cpu"))
+    a, b = load_model(out / "model.pt"), load_model(clean_dir / "model.pt")
+    _assert_same_weights(a, b)
+
+
+def test_stage_sets_the_threads(tmp_path):
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    before = torch.get_num_threads()
+    try:
+        _stage(
+            features,
+            split,
+            tmp_path,
+            params={"epochs": 1},
+            settings=replace(EVERY_EPOCH, threads=2),
+        )
+        assert torch.get_num_threads() == 2
+        _stage(features, split, tmp_path, params={"epochs": 1}, threads=1)  # the rule's threads
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("method", ["cirh", "daeh", "dgcpn"])
+def test_dense_methods_refuse_a_training_set_above_max_dense(tmp_path, method):
+    from xmhash.graph.similarity import DenseTooLargeError
+
+    features, split = _stage_inputs(tmp_path, demo_seed=0)
+    with pytest.raises(DenseTooLargeError, match=r"300 x 300 .*graph\.max_dense=10,000"):
+        _stage(features, split, tmp_path, method=method, params={"epochs": 1}, max_dense=10_000)

@@ -71,7 +71,7 @@ def test_training_reduces_the_loss_and_fills_the_memory(small_demo):
         text_dim=64,
         seed=0,
     )
-    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_every=0))
+    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
     losses = [h["loss"] for h in summary["history"]]
     assert losses[-1] < losses[0]
     assert {"contrast_image", "contrast_text", "ranking"} <= set(summary["history"][0])
@@ -84,7 +84,7 @@ def test_codes_are_pm1_for_both_modalities(small_demo, tmp_path):
     m = UCCH(
         UCCHParams(epochs=1, batch_size=50, hidden=32), bits=24, image_dim=64, text_dim=64, seed=0
     )
-    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_minutes=0))
     items = Items(image=small_demo.image[:30], text=small_demo.text[:30])
     for modality in ("image", "text"):
         codes = m.encode(items, modality)
@@ -92,8 +92,10 @@ def test_codes_are_pm1_for_both_modalities(small_demo, tmp_path):
 
 
 class _Killed(UCCH):
+    fail_at: int | None = 1
+
     def on_epoch_end(self, epoch):
-        if epoch == 1:
+        if epoch == self.fail_at:
             raise KeyboardInterrupt("simulated kill")
 
 
@@ -102,12 +104,16 @@ def test_resume_restores_the_memory_bank(small_demo, tmp_path):
     data = _data(small_demo, 200)
     torch.manual_seed(0)
     ref = UCCH(p, bits=16, image_dim=64, text_dim=64, seed=0)
-    fit(ref, data, TrainSettings(device="cpu", checkpoint_every=0))
+    fit(ref, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     torch.manual_seed(0)
     killed = _Killed(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    every_epoch = TrainSettings(device="cpu", checkpoint_minutes=0)
     with pytest.raises(KeyboardInterrupt):
-        fit(killed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
-    resumed = UCCH(p, bits=16, image_dim=64, text_dim=64, seed=0)
-    fit(resumed, data, TrainSettings(device="cpu"), checkpoint=tmp_path / "c.ckpt")
+        fit(killed, data, every_epoch, checkpoint=tmp_path / "c.ckpt")
+    torch.manual_seed(1)  # other initial weights: everything must come from the file
+    resumed = _Killed(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    resumed.fail_at = None
+    summary = fit(resumed, data, every_epoch, checkpoint=tmp_path / "c.ckpt")
+    assert len(summary["history"]) == 3
     for key, value in ref.net.state_dict().items():
         assert torch.allclose(value, resumed.net.state_dict()[key], atol=1e-6), key

@@ -72,7 +72,7 @@ def test_training_reduces_the_loss(small_demo):
     p = UCMFHParams(epochs=5, batch_size=50, fusion_layers=1, fusion_ff=64, hidden=64)
     m = UCMFH(p, bits=16, image_dim=64, text_dim=64, seed=0)
     torch.manual_seed(0)
-    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_every=0))
+    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
     hist = summary["history"]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert hist[-1]["hash"] < hist[0]["hash"] and hist[-1]["fusion"] < hist[0]["fusion"]
@@ -81,7 +81,7 @@ def test_training_reduces_the_loss(small_demo):
 def test_codes_need_only_one_modality(small_demo):
     p = UCMFHParams(epochs=1, batch_size=50, fusion_layers=1, fusion_ff=32, hidden=32)
     m = UCMFH(p, bits=24, image_dim=64, text_dim=64, seed=0)
-    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(m, _data(small_demo, 200), TrainSettings(device="cpu", checkpoint_minutes=0))
     for modality in ("image", "text"):
         items = Items(**{modality: getattr(small_demo, modality)[:30]})  # the other is absent
         codes = m.encode(items, modality)

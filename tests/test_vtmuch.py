@@ -69,7 +69,7 @@ def test_cached_variant_trains_encodes_and_round_trips(small_demo, tmp_path):
     params = VTMUCHParams(epochs=6, batch_size=32, hidden=64, lr=3e-3)
     method = VTMUCH(params, bits=16, image_dim=64, text_dim=64, seed=0)
     summary = fit(
-        method, _data(small_demo, rows, graph), TrainSettings(device="cpu", checkpoint_every=0)
+        method, _data(small_demo, rows, graph), TrainSettings(device="cpu", checkpoint_minutes=0)
     )
     losses = [row["loss"] for row in summary["history"]]
     assert losses[-1] < 0.8 * losses[0]
@@ -154,7 +154,7 @@ def test_finetune_variant_trains_the_text_tower_on_raw_texts(small_demo, tmp_pat
         params, bits=8, image_dim=64, text_dim=64, seed=0, resources={"encoder": str(tiny_clip)}
     )
     before = {k: v.clone() for k, v in method.net.tower.state_dict().items()}
-    fit(method, _data(small_demo, rows, graph), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(method, _data(small_demo, rows, graph), TrainSettings(device="cpu", checkpoint_minutes=0))
     after = method.net.tower.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     items = Items(
@@ -209,8 +209,23 @@ def test_beats_lsh_clearly_on_a_demo_at_32_bits(score_map, tmp_path):
     write_graph(graph, GraphFile(kind="vtmuch", rows=rows, target=vg.target))
     params = VTMUCHParams(epochs=10, hidden=512, lr=1e-3)
     method = VTMUCH(params, bits=32, image_dim=512, text_dim=512, seed=0)
-    fit(method, _data(f, rows, graph), TrainSettings(device="cpu", checkpoint_every=0))
+    fit(method, _data(f, rows, graph), TrainSettings(device="cpu", checkpoint_minutes=0))
     lsh = LSH(LSHParams(), bits=32, image_dim=512, text_dim=512, seed=0)
     lsh.fit(_data(f, rows, graph))
     ours, floor = (score_map(m, f, split.query, split.database) for m in (method, lsh))
     assert ours > floor + 0.03, (ours, floor)
+
+
+def test_refuses_a_target_above_max_dense(small_demo, tmp_path):
+    from xmhash.graph.similarity import DenseTooLargeError
+
+    rows = np.arange(100)
+    data = _data(small_demo, rows, _graph(tmp_path / "g.h5", small_demo.labels[rows], rows))
+    data.max_dense = 99 * 99
+    method = VTMUCH(
+        VTMUCHParams(epochs=1, batch_size=32, hidden=16), bits=16, image_dim=64, text_dim=64
+    )
+    with pytest.raises(DenseTooLargeError, match=r"100 x 100 vtmuch target .*graph\.max_dense"):
+        fit(method, data, TrainSettings(device="cpu"))
+    data.max_dense = 100 * 100  # at the limit: trains
+    fit(method, data, TrainSettings(device="cpu"))

@@ -4,11 +4,19 @@
   slice (``Batch.idx``), never a per-item Python dataset.
 * Seeds are arguments: batch order of epoch e comes from a generator seeded with
   (seed, e), so a resumed run draws the same batches as an uninterrupted one.
-* Every ``checkpoint_every`` epochs the full state (model, optimizer, scheduler, RNG,
-  history, best state) is written atomically to a checkpoint beside the model; a
-  restarted job with the same method, params, bits and seed resumes from it, and a
-  finished job removes it.
-* Each epoch's mean loss terms, learning rate and time go to the log and to a CSV.
+* Every ``checkpoint_minutes`` of training (at the end of the epoch that crosses the
+  interval, the last epoch included), the full state (model, optimizer, scheduler, RNG
+  of torch, CUDA, numpy and Python, history, best state) is written atomically to a
+  checkpoint beside the model. A restarted job resumes from it only when everything
+  that determines the result is unchanged: method, params, bits, seed, selection, the
+  content of its inputs (features, split rows, labels, graph files) and the code of the
+  method and trainer. Otherwise the checkpoint is discarded with a log line naming what
+  changed. The train stage removes it once the model and summary are written; the
+  summary records the time spent writing checkpoints.
+* The hot loop never waits for the device: each step's loss terms stay on the device
+  and are summed there; they reach the host once per epoch, when a non-finite loss is
+  reported with its epoch and the epoch's mean loss terms, learning rate and time go to
+  the log and to a CSV.
 * Model selection: ``paper`` (default) keeps the last epoch of the method's fixed
   schedule, as the papers do; ``val`` keeps the epoch with the best mean mAP@all
   (I->T, T->I) on the validation split, which is carved from the database and never
@@ -20,12 +28,14 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import inspect
 import json
 import logging
+import math
 import os
 import random
+import sys
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +45,7 @@ import torch
 
 from xmhash import bits, metrics
 from xmhash.data import noise
+from xmhash.data.download import sha256_file
 from xmhash.data.splits import load_split
 from xmhash.device import resolve_device
 from xmhash.features.store import read_features
@@ -59,7 +70,9 @@ class TrainSettings:
     device: str = "auto"
     select: Literal["paper", "val"] = "paper"
     val_every: int = 1  # epochs between validation passes when select == "val"
-    checkpoint_every: int = 1  # epochs between checkpoints (0 = never)
+    checkpoint_minutes: float = 10.0  # training time between checkpoints (0 = every epoch)
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA
+    threads: int = 1  # torch intra-op threads of the job
 
 
 @dataclass
@@ -111,16 +124,107 @@ def validation_map(method: HashMethod, val: ValData) -> float:
     return float(np.mean(list(cross_modal_map(method, val.items, val.labels).values())))
 
 
-def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -> str:
-    key = {
+def _array_digest(digest: Any, array: Any) -> None:
+    a = np.asarray(array.detach().cpu() if isinstance(array, torch.Tensor) else array)
+    if a.dtype == object:
+        a = np.asarray([str(x) for x in a.ravel()])
+    digest.update(f"{a.dtype.str}{a.shape};".encode())
+    digest.update(np.ascontiguousarray(a).data)
+
+
+def _digest(*parts: Any) -> str:
+    """sha256 of arrays, tensors, ragged arrays, strings and lists of strings."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            digest.update(b"none;")
+        elif isinstance(part, str):
+            digest.update(f"str{len(part)};{part}".encode())
+        elif isinstance(part, list | tuple):
+            digest.update(json.dumps(list(part)).encode())
+        elif hasattr(part, "offsets") and hasattr(part, "embeddings"):  # a Ragged
+            for field in (part.embeddings, part.offsets, part.names, part.boxes):
+                digest.update(b"none;") if field is None else _array_digest(digest, field)
+        else:
+            _array_digest(digest, part)
+    return digest.hexdigest()
+
+
+def input_digests(data: TrainData) -> dict[str, str]:
+    """Content digests of everything the method trains on: the features, the split's
+    training rows, the labels and the graph files (not sizes or times)."""
+    texts = list(data.texts) if data.texts is not None else None
+    return {
+        "features": _digest(data.image, data.text, texts, data.words, data.regions),
+        "split": _digest(data.rows),
+        "labels": _digest(data.labels, data.clean_labels),
+        "graph": _digest([[k, sha256_file(p)] for k, p in sorted(data.graph.items())]),
+        "resources": _digest(json.dumps(data.resources, sort_keys=True)),
+    }
+
+
+def code_digest(method: HashMethod) -> str:
+    """sha256 of the source of the trainer, of the method's class hierarchy and of the
+    xmhash modules the method's module takes names from."""
+    cls = type(method)
+    names = {__name__, cls.__module__}
+    names.update(c.__module__ for c in cls.__mro__ if c.__module__.startswith("xmhash."))
+    for value in vars(sys.modules[cls.__module__]).values():
+        owner = getattr(value, "__module__", None) or getattr(value, "__name__", "")
+        if isinstance(owner, str) and owner.startswith("xmhash."):
+            names.add(owner)
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        path = inspect.getsourcefile(module) if module is not None else None
+        if path:
+            digest.update(f"{name};".encode() + Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -> dict[str, Any]:
+    """What a checkpoint must share with this run to be resumed (see the module doc)."""
+    return {
         "method": method.name,
         "params": method.params.to_dict(),
         "bits": method.bits,
         "seed": method.seed,
-        "n": len(data),
-        "select": settings.select,
+        "selection": [settings.select, settings.val_every],
+        "tf32": settings.tf32,
+        **input_digests(data),
+        "code": code_digest(method),
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _changed(stored: Any, current: dict[str, Any]) -> list[str]:
+    if not isinstance(stored, dict):
+        return ["format"]
+    return [k for k in current if stored.get(k) != current[k]]
+
+
+def rng_state() -> dict[str, Any]:
+    """The generators a training step may draw from: torch's CPU generator, every CUDA
+    device's (when this process uses CUDA), numpy's and Python's."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_initialized():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions (``training.tf32``)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def _write_history(path: Path | None, history: list[dict[str, Any]]) -> None:
@@ -135,6 +239,81 @@ def _write_history(path: Path | None, history: list[dict[str, Any]]) -> None:
         w.writerows(history)
 
 
+def _save_checkpoint(
+    path: Path,
+    method: DeepMethod,
+    fingerprint: dict[str, Any],
+    epoch: int,
+    history: list[dict[str, Any]],
+    best: Any,
+) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "net": method.net.state_dict(),
+                "optimizer": method.optimizer.state_dict(),
+                "scheduler": (
+                    method.scheduler.state_dict() if method.scheduler is not None else None
+                ),
+                "scaler": method.scaler.state_dict() if method.scaler is not None else None,
+                "rng": rng_state(),
+                "history": history,
+                "best": best,
+            },
+            tmp,
+        )
+
+
+def _resume(
+    path: Path, method: DeepMethod, fingerprint: dict[str, Any]
+) -> tuple[list[dict[str, Any]], Any, int] | None:
+    """(history, best, first epoch) from the checkpoint at ``path`` when it belongs to
+    this run; None (and a log line saying why) when it does not."""
+    try:
+        state = torch.load(path, map_location=method.device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is discarded the same way
+        log.info("discarding checkpoint %s: unreadable (%s); training from scratch", path, e)
+        return None
+    changed = _changed(state.get("fingerprint") if isinstance(state, dict) else None, fingerprint)
+    if changed:
+        log.info(
+            "discarding checkpoint %s: it was written for other %s; training from scratch",
+            path,
+            ", ".join(changed),
+        )
+        return None
+    method.net.load_state_dict(state["net"])
+    method.optimizer.load_state_dict(state["optimizer"])
+    if method.scheduler is not None and state["scheduler"] is not None:
+        method.scheduler.load_state_dict(state["scheduler"])
+    if method.scaler is not None and state["scaler"] is not None:
+        method.scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    log.info("resumed from %s after epoch %d", path, state["epoch"] + 1)
+    return state["history"], state["best"], state["epoch"] + 1
+
+
+def _epoch_means(
+    method: HashMethod, sums: dict[str, torch.Tensor], count: int, epoch: int, epochs: int
+) -> dict[str, float]:
+    """The epoch's mean loss terms on the host (the epoch's one device sync); raises on a
+    non-finite term, naming the epoch."""
+    keys = list(sums)
+    values = torch.stack([sums[k] for k in keys]).div(max(count, 1)).tolist() if keys else []
+    means = dict(zip(keys, values, strict=True))
+    bad = [k for k, v in means.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(
+            f"{method.name}: loss became non-finite in epoch {epoch + 1} of {epochs} "
+            f"(term(s) {', '.join(bad)}); epoch means: "
+            + " ".join(f"{k}={v:.5g}" for k, v in means.items())
+            + "; lower the learning rate or check the features for NaN/inf"
+        )
+    return means
+
+
 def fit(
     method: HashMethod,
     data: TrainData,
@@ -143,8 +322,15 @@ def fit(
     val: ValData | None = None,
     checkpoint: str | os.PathLike | None = None,
     history_csv: str | os.PathLike | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Train ``method`` on ``data``; return a JSON-ready summary of what was done."""
+    """Train ``method`` on ``data``; return a JSON-ready summary of what was done.
+
+    With ``checkpoint``, the state is saved there at the end of the first epoch that
+    completes ``settings.checkpoint_minutes`` of training since the last save, and resumed
+    from it when it belongs to this run. ``keep_checkpoint``: the last epoch is saved too
+    (when due) and the file is left for the caller to remove once its outputs are written
+    (the train stage); otherwise it is removed when training ends."""
     t0 = time.perf_counter()
     history_path = Path(history_csv) if history_csv else None
     if isinstance(method, ClosedFormMethod):
@@ -162,6 +348,7 @@ def fit(
         raise TypeError(f"{method.name}: neither a ClosedFormMethod nor a DeepMethod")
     if settings.select == "val" and val is None:
         raise ValueError("select: val needs a validation split")
+    set_tf32(settings.tf32)
 
     epochs = method.params.epochs
     bs = method.params.batch_size
@@ -174,19 +361,14 @@ def fit(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
-    fp = _fingerprint(method, data, settings)
+    fp = _fingerprint(method, data, settings) if ckpt is not None else {}
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=method.device, weights_only=False)
-        if state.get("fingerprint") == fp:
-            method.net.load_state_dict(state["net"])
-            method.optimizer.load_state_dict(state["optimizer"])
-            if method.scheduler is not None and state["scheduler"] is not None:
-                method.scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            history, best, start = state["history"], state["best"], state["epoch"] + 1
-            log.info("resumed from %s after epoch %d", ckpt, start)
-        else:
-            log.info("ignoring checkpoint %s: it belongs to other settings", ckpt)
+        resumed = _resume(ckpt, method, fp)
+        if resumed is not None:
+            history, best, start = resumed
+    ckpt_seconds, ckpt_written = 0.0, 0
+    last_ckpt = time.monotonic()
+    t_train = time.perf_counter()
 
     for epoch in progress(
         range(start, epochs),
@@ -198,18 +380,24 @@ def fit(
         method.net.train()
         method.on_epoch_start(epoch)
         gen = torch.Generator().manual_seed(method.seed * 1_000_003 + epoch)
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         for idx in method.batches(epoch, n, gen):
-            idx = idx.to(method.device)
+            if method.device.type == "cuda":  # a copy from pinned memory never waits
+                idx = idx.pin_memory().to(method.device, non_blocking=True)
+            else:
+                idx = idx.to(method.device)
             labels = data.labels[idx] if data.labels is not None else None
             batch = Batch(idx=idx, image=data.image[idx], text=data.text[idx], labels=labels)
             for key, value in method.train_step(batch, epoch).items():
-                sums[key] += value
+                value = torch.as_tensor(value, device=method.device).detach()
+                sums[key] = sums[key] + value if key in sums else value.double()
+            if method.scheduler is not None:
+                method.scheduler.step()
             count += 1
-        method.on_epoch_end(epoch)
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({k: v / max(count, 1) for k, v in sums.items()})
+        row.update(_epoch_means(method, sums, count, epoch, epochs))
+        method.on_epoch_end(epoch)
         row["lr"] = method.optimizer.param_groups[0]["lr"]
         if settings.select == "val" and (
             (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
@@ -226,36 +414,37 @@ def fit(
             " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"),
         )
         _write_history(history_path, history)
-        if (
-            ckpt is not None
-            and settings.checkpoint_every
-            and ((epoch + 1) % settings.checkpoint_every == 0)
-            and epoch + 1 < epochs
-        ):
-            with atomic_path(ckpt) as tmp:
-                torch.save(
-                    {
-                        "fingerprint": fp,
-                        "epoch": epoch,
-                        "net": method.net.state_dict(),
-                        "optimizer": method.optimizer.state_dict(),
-                        "scheduler": (
-                            method.scheduler.state_dict() if method.scheduler is not None else None
-                        ),
-                        "torch_rng": torch.get_rng_state(),
-                        "history": history,
-                        "best": best,
-                    },
-                    tmp,
-                )
+        # one write per interval at most, so the cost stays below write time / interval;
+        # after the last epoch only for a caller that removes it when its outputs exist
+        due = time.monotonic() - last_ckpt >= 60 * settings.checkpoint_minutes
+        if ckpt is not None and due and (epoch + 1 < epochs or keep_checkpoint):
+            tc = time.perf_counter()
+            _save_checkpoint(ckpt, method, fp, epoch, history, best)
+            ckpt_seconds += time.perf_counter() - tc
+            ckpt_written += 1
+            last_ckpt = time.monotonic()
 
+    train_seconds = time.perf_counter() - t_train
     summary: dict[str, Any] = {"selection": "last", "epoch": epochs, "epochs": epochs}
     if settings.select == "val" and best is not None:
         method.net.load_state_dict(best[2])
         summary.update(selection="val", epoch=best[1], val_map=best[0])
     summary["history"] = history
     summary["seconds"] = time.perf_counter() - t0
-    if ckpt is not None:
+    summary["checkpoints"] = {
+        "written": ckpt_written,
+        "seconds": round(ckpt_seconds, 3),
+        "share_of_training": round(ckpt_seconds / train_seconds, 5) if train_seconds else 0.0,
+    }
+    if ckpt_written:
+        log.info(
+            "%d checkpoint(s) written in %.2f s (%.2f%% of %.1f s of training)",
+            ckpt_written,
+            ckpt_seconds,
+            100 * summary["checkpoints"]["share_of_training"],
+            train_seconds,
+        )
+    if ckpt is not None and not keep_checkpoint:
         ckpt.unlink(missing_ok=True)
     return summary
 
@@ -277,6 +466,7 @@ def run_training(
     threads: int | None = None,
     train_labels: np.ndarray | str | os.PathLike | None = None,
     sample_weights_out: str | None = None,
+    max_dense: int | None = None,
 ) -> dict[str, Any]:
     """The train stage: read features and split, train, write model and summary.
 
@@ -286,9 +476,10 @@ def run_training(
     ``sample_weights_out``: where to write the method's per-sample weights of the
     training items with the flipped mask (``HashMethod.sample_weights``; all ones for
     methods that weigh every item equally).
+    ``threads``: torch's intra-op threads (default ``settings.threads``); ``max_dense``:
+    the largest n x n matrix a method may precompute (``graph.max_dense``).
     """
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or settings.threads)
     cls = get_method(method)
     hp = cls.Params.from_config(params, f"methods.{method}")
     parts = ["image", "text", *sorted(cls.needs & {"texts", "words", "regions"})]
@@ -337,6 +528,7 @@ def run_training(
         regions=feats.regions.subset(rows) if feats.regions is not None else None,
         graph={k: Path(v) for k, v in (graph or {}).items()},
         resources=resources,
+        **({"max_dense": max_dense} if max_dense is not None else {}),
     )
     val = ValData(
         items=Items(
@@ -355,13 +547,15 @@ def run_training(
         device=device,
         resources=resources,
     )
+    ckpt = Path(model_out).with_suffix(".ckpt")
     summary = fit(
         model,
         data,
         settings,
         val=val,
-        checkpoint=Path(model_out).with_suffix(".ckpt"),
+        checkpoint=ckpt,
         history_csv=history_out,
+        keep_checkpoint=True,
     )
     summary.update(
         method=method,
@@ -395,4 +589,5 @@ def run_training(
         noise.write_weights(sample_weights_out, rows, weights, flipped, kind)
         summary["weights_auc"] = noise.separation_auc(weights, flipped)
     write_json(summary_out, summary)
+    ckpt.unlink(missing_ok=True)  # the outputs hold everything now
     return summary

@@ -14,7 +14,7 @@ rule train:
         hp=method_params,
         settings=train_settings,
         code=train_code,
-    threads: 1
+    threads: config["training"]["threads"]
     log:
         f"{LOG}/train.log",
     benchmark:

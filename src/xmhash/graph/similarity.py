@@ -1,4 +1,4 @@
-"""Blockwise cosine similarity and exact kNN graphs (array in, array out).
+"""Exact kNN graphs (array in, array out) and the dense-matrix limit.
 
 Nothing here materialises an N x M similarity matrix above ``max_dense`` entries: the
 kNN search walks the rows in blocks and keeps only a running top k per row, so memory is
@@ -28,11 +28,19 @@ class DenseTooLargeError(MemoryError):
     """A dense N x M matrix was requested above the configured limit."""
 
 
-def check_dense(n: int, m: int, max_dense: int, what: str = "similarity matrix") -> None:
+def check_dense(
+    n: int,
+    m: int,
+    max_dense: int,
+    what: str = "similarity matrix",
+    fix: str = "use the kNN/sparse form (graph.knn) or raise graph.max_dense",
+) -> None:
+    """Refuse a dense n x m ``what`` above ``max_dense`` entries; the message ends with
+    ``fix``."""
     if n * m > max_dense:
         raise DenseTooLargeError(
-            f"a dense {n} x {m} {what} ({n * m:,} entries) exceeds max_dense={max_dense:,}; "
-            f"use the kNN/sparse form (graph.knn) or raise graph.max_dense"
+            f"a dense {n} x {m} {what} ({n * m:,} entries) exceeds "
+            f"graph.max_dense={max_dense:,}; {fix}"
         )
 
 
@@ -57,28 +65,6 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 def compute_dtype(device: torch.device, half: bool) -> torch.dtype:
     """fp16 only on CUDA (CPU half matmuls are slow and inexact); fp32 otherwise."""
     return torch.float16 if half and device.type == "cuda" else torch.float32
-
-
-def cosine_blockwise(
-    a: np.ndarray | torch.Tensor,
-    b: np.ndarray | torch.Tensor | None = None,
-    *,
-    block: int = 4096,
-    device: str | torch.device = "cpu",
-    max_dense: int = DEFAULT_MAX_DENSE,
-) -> np.ndarray:
-    """Dense cosine similarity (n, m) of the rows of ``a`` and ``b`` (``b`` = ``a`` if None),
-    computed ``block`` rows of ``a`` at a time; refuses above ``max_dense`` entries."""
-    device = torch.device(device)
-    ta = l2_normalize(_as_tensor(a, device, torch.float32))
-    tb = ta if b is None else l2_normalize(_as_tensor(b, device, torch.float32))
-    if ta.shape[1] != tb.shape[1]:
-        raise ValueError(f"feature dims differ: {tuple(ta.shape)} vs {tuple(tb.shape)}")
-    check_dense(len(ta), len(tb), max_dense)
-    out = np.empty((len(ta), len(tb)), np.float32)
-    for start in range(0, len(ta), block):
-        out[start : start + block] = (ta[start : start + block] @ tb.T).cpu().numpy()
-    return out
 
 
 def knn(

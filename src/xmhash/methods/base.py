@@ -41,11 +41,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xmhash import __version__
 from xmhash.bits import binarize
-from xmhash.device import resolve_device  # noqa: F401 - re-exported for callers
+from xmhash.graph.similarity import DEFAULT_MAX_DENSE, check_dense
 from xmhash.io import atomic_path
 
 MODALITIES = ("image", "text")
@@ -154,9 +155,16 @@ class TrainData:
     regions: Any = None
     graph: dict[str, Path] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
+    max_dense: int = DEFAULT_MAX_DENSE  # graph.max_dense: largest n x n matrix allowed
 
     def __len__(self) -> int:
         return len(self.image)
+
+    def require_dense(self, what: str) -> None:
+        """Refuse (before allocating it) an n x n ``what`` of the training items above
+        ``max_dense`` entries, naming the setting, instead of running out of memory."""
+        n = len(self)
+        check_dense(n, n, self.max_dense, what, fix="train on fewer items or raise graph.max_dense")
 
 
 @dataclass
@@ -296,29 +304,81 @@ class DeepMethod(HashMethod):
         for start in range(0, stop, bs):
             yield perm[start : start + bs]
 
-    def train_step(self, batch: Batch, epoch: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        """One batch: loss terms, one optimiser step; returns the detached terms, still
+        on the device (the trainer averages them and checks them once per epoch)."""
         terms = self.loss(batch, epoch)
-        total = terms["loss"]
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"{self.name}: loss became {total.detach().item()} at epoch {epoch}; "
-                f"terms: { {k: float(v.detach()) for k, v in terms.items()} }"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update(terms["loss"])
+        return detached(terms)
+
+    def update(self, total: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Minimise ``total`` by one step of ``optimizer`` (default: the method's), with
+        the gradient scaler and clipping when the method has them. Never waits for the
+        device: a non-finite loss is caught by the trainer at the end of the epoch."""
+        opt = optimizer or self.optimizer
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+            self.scaler.step(opt)
+            self.scaler.update()
+            return
         total.backward()
         if self.grad_clip:
             nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+        opt.step()
 
     # set by the trainer
     optimizer: torch.optim.Optimizer
     scheduler: Any = None
+    # set by methods that train under fp16 autocast (see :func:`autocast_policy`)
+    scaler: torch.amp.GradScaler | None = None
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def detached(terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Loss terms as the trainer keeps them: detached, on the device (no host copy)."""
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def binary(x: torch.Tensor) -> torch.Tensor:
+    """±1 codes of real outputs, x >= 0 -> +1 (never 0, unlike ``sign``), in x's dtype."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent between paired rows of a and b (m, d): over the 2m x 2m cosine
+    matrix without its diagonal, each row's positive is its partner, its negatives the
+    other 2m - 2 rows; cosines over ``temperature``."""
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    m = len(a)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * m, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(z.device)
+    return F.cross_entropy(sim, partner)
+
+
+@dataclass(frozen=True)
+class AutocastPolicy:
+    """How a method that fine-tunes an encoder runs its forward pass: ``dtype`` None =
+    fp32 (no autocast); ``scaler`` = fp16 needs a :class:`torch.amp.GradScaler`."""
+
+    dtype: torch.dtype | None
+    scaler: bool
+
+
+def autocast_policy(device_type: str, bf16_supported: bool) -> AutocastPolicy:
+    """bf16 autocast on CUDA devices that support it (no scaler: bf16 has fp32's range),
+    fp16 with a gradient scaler on older CUDA devices, fp32 elsewhere."""
+    if device_type != "cuda":
+        return AutocastPolicy(None, False)
+    if bf16_supported:
+        return AutocastPolicy(torch.bfloat16, False)
+    return AutocastPolicy(torch.float16, True)
 
 
 def mlp(dims: Sequence[int], *, dropout: float = 0.0, bias_last: bool = True) -> nn.Sequential:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xmhash.methods.base import ClosedFormMethod, ConfigError, MethodParams, TrainData
+from xmhash.methods.base import ClosedFormMethod, ConfigError, MethodParams, TrainData, binary
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class CCAITQ(ClosedFormMethod):
         g = torch.Generator().manual_seed(self.seed)
         r, _ = torch.linalg.qr(torch.randn(self.bits, self.bits, generator=g, dtype=v.dtype))
         for _ in range(p.itq_iters):
-            codes = torch.where(v @ r >= 0, 1.0, -1.0).to(v.dtype)
+            codes = binary(v @ r)
             uu, _, wh = torch.linalg.svd(v.T @ codes)
             r = uu @ wh
         self.net.mean_image.copy_(mx.float())

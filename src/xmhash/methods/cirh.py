@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, binary
+from xmhash.methods.joint import cosine
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,6 @@ def neighbour_mix(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """0.7 x + 0.2 x[2nd NN] + 0.1 x[3rd NN], neighbours by row of s (largest = self)."""
     order = s.argsort(dim=1)
     return 0.7 * x + 0.2 * x[order[:, -3]] + 0.1 * x[order[:, -4]]
-
-
-def cosine_matrix(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    a = F.normalize(a, dim=1)
-    return a @ (a if b is None else F.normalize(b, dim=1)).T
 
 
 def _bn_linear(d_in: int, d_out: int) -> nn.Sequential:
@@ -172,11 +168,11 @@ def method_terms(
     h = out["h"]
     identity = F.mse_loss(out["dec_image"], x_i) + F.mse_loss(out["dec_text"], x_t)
     correlation = (
-        F.mse_loss(cosine_matrix(out["h_image"]), s)
-        + F.mse_loss(cosine_matrix(out["h_text"]), s)
-        + F.mse_loss(cosine_matrix(h), s)
+        F.mse_loss(cosine(out["h_image"]), s)
+        + F.mse_loss(cosine(out["h_text"]), s)
+        + F.mse_loss(cosine(h), s)
     )
-    quant = F.mse_loss(h, torch.where(h >= 0, 1.0, -1.0).detach())
+    quant = F.mse_loss(h, binary(h).detach())
     return {
         "identity": identity,
         "correlation": correlation,
@@ -190,11 +186,7 @@ def hash_terms(
 ) -> dict[str, torch.Tensor]:
     """The hash functions' loss terms: regress the joint codes b, reconstruct s."""
     codes = F.mse_loss(h_i, b) + F.mse_loss(h_t, b) + F.mse_loss(h_i, h_t)
-    sim = (
-        F.mse_loss(cosine_matrix(h_i, h_t), s)
-        + F.mse_loss(cosine_matrix(h_i), s)
-        + F.mse_loss(cosine_matrix(h_t), s)
-    )
+    sim = F.mse_loss(cosine(h_i, h_t), s) + F.mse_loss(cosine(h_i), s) + F.mse_loss(cosine(h_t), s)
     return {"hash_codes": codes, "hash_similarity": sim, "hash": codes + beta * sim}
 
 
@@ -215,6 +207,7 @@ class CIRH(DeepMethod):
 
     def setup(self, data: TrainData) -> None:
         super().setup(data)
+        data.require_dense("cirh similarity")
         p = self.params
         self.similarity = cirh_similarity(
             data.image, data.text, a1=p.a1, a2=p.a2, zero_fraction=p.zero_fraction
@@ -240,7 +233,7 @@ class CIRH(DeepMethod):
         x_i, x_t = neighbour_mix(batch.image, s), neighbour_mix(batch.text, s)
         out = self.net.method(x_i, x_t, s)
         terms = method_terms(out, x_i, x_t, s, lambda1=p.lambda1, lambda2=p.lambda2)
-        b = torch.where(out["h"] >= 0, 1.0, -1.0).detach()
+        b = binary(out["h"]).detach()
         h_i = torch.tanh(self.project(batch.image, "image"))
         h_t = torch.tanh(self.project(batch.text, "text"))
         terms.update(hash_terms(h_i, h_t, b, s, beta=p.beta))

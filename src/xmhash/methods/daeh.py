@@ -126,11 +126,6 @@ def combine_confident(
 # --------------------------------------------------------------------------- losses
 
 
-def _gram(b: torch.Tensor) -> torch.Tensor:
-    b = F.normalize(b, dim=1)
-    return b @ b.T
-
-
 def pair_terms(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
     """DGCPN-style terms between the codes of two views a, b (m, c) and the target s:
     paired codes to 1.5, off-diagonal cross similarities to s, equal intra-view Grams."""
@@ -219,6 +214,7 @@ class DAEH(DeepMethod):
 
     def setup(self, data: TrainData) -> None:
         super().setup(data)
+        data.require_dense("daeh similarity")
         p = self.params
         self.similarity = daeh_similarity(
             data.image, data.text, alpha=p.alpha, beta=p.beta, a1=p.a1
@@ -254,11 +250,11 @@ class DAEH(DeepMethod):
         with torch.no_grad():
             mi_image = renyi_mutual_information(s, f)
             mi_text = renyi_mutual_information(s, g)
-        if mi_image > mi_text:  # the text student is the weaker one
-            terms["adaptive"] = cross_terms(tea, g, s)
-        else:
-            terms["adaptive"] = cross_terms(f, tea, s)
-        terms["text_weaker"] = (mi_image > mi_text).float()
+        # the weaker student learns from the teacher; both candidates are computed and
+        # one is selected on the device, so the step never waits for the comparison
+        text_weaker = mi_image > mi_text
+        terms["adaptive"] = torch.where(text_weaker, cross_terms(tea, g, s), cross_terms(f, tea, s))
+        terms["text_weaker"] = text_weaker.float()
         terms["loss"] = (
             terms["pair"]
             + terms["distance"]

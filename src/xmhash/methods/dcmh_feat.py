@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, detached, mlp
 
 
 class Standardize(nn.Module):
@@ -137,24 +137,18 @@ class DCMHFeat(DeepMethod):
         sim = (batch.labels @ self.labels.T > 0).float()
         return self.pairwise_loss(self.net["image"](batch.image), self.G, self.F, batch.idx, sim)
 
-    def train_step(self, batch: Batch, epoch: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         sim = (batch.labels @ self.labels.T > 0).float()
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         for mod, x, other, store in (
             ("image", batch.image, self.G, self.F),
             ("text", batch.text, self.F, self.G),
         ):
             h = self.net[mod](x)
             terms = self.pairwise_loss(h, other, store, batch.idx, sim)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(
-                    f"{self.name}: {mod} loss became {terms['loss'].item()} at epoch {epoch}"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            self.optimizer.step()
+            self.update(terms["loss"])
             store[batch.idx] = h.detach()
-            out.update({f"{mod}_{k}": float(v.detach()) for k, v in terms.items()})
+            out.update({f"{mod}_{k}": v for k, v in detached(terms).items()})
         # B's closed-form update is row-separable: refresh the batch's rows now
         self.B[batch.idx] = torch.sign(self.F[batch.idx] + self.G[batch.idx])
         out["loss"] = out["image_loss"] + out["text_loss"]

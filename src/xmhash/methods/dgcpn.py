@@ -5,7 +5,7 @@ Cross-modal Hashing", AAAI 2021. Official code: github.com/Atmegal/DGCPN (read a
 9f62c56 for the project's spec, research/baselines.md section 1.3).
 
 Before training, one similarity over the whole training set
-(:func:`xmhash.graph.joint.graph_coherence_similarity`): the pairwise similarity
+(:func:`xmhash.methods.joint.graph_coherence_similarity`): the pairwise similarity
 S_pair = a1 cos F_T + (1 - a1) cos F_I, a kNN graph of it (k neighbours per item, rows
 L1-normalised: P), the graph-neighbour coherence Q = scale P P^T, and
 S = 2 [(1 - a2) S_pair + a2 Q] - 1. Per batch, with B = rownorm(tanh(h)) and I the
@@ -57,9 +57,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.joint import graph_coherence_similarity, neighbours_of
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.base import (
+    Batch,
+    DeepMethod,
+    DeepParams,
+    TrainData,
+    binary,
+    detached,
+    mlp,
+)
 from xmhash.methods.djsrh import unit_scale
+from xmhash.methods.joint import graph_coherence_similarity, neighbours_of
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +90,6 @@ class DGCPNParams(DeepParams):
     cons_weight: float = 1.0  # weight of the consistency terms ("cw")
     half_binary: bool = True  # the two extra updates against the other modality's binary codes
     unit_inputs: bool = True  # L2-normalise inputs and scale by sqrt(d)
-
-
-def binary(x: torch.Tensor) -> torch.Tensor:
-    """±1 with x >= 0 -> +1 (never 0), detached."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype).detach()
 
 
 def dgcpn_terms(
@@ -133,6 +136,7 @@ class DGCPN(DeepMethod):
 
     def setup(self, data: TrainData) -> None:
         super().setup(data)
+        data.require_dense("dgcpn similarity")
         p = self.params
         n = len(data)
         k = neighbours_of(p.neighbours, n)
@@ -184,36 +188,21 @@ class DGCPN(DeepMethod):
         code_t = torch.tanh(self.project(batch.text, "text"))
         return self._terms(code_i, code_t, self.target(batch.idx))
 
-    def _update(self, total: torch.Tensor, what: str, epoch: int) -> None:
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"dgcpn: {what} loss became {total.detach().item()} at epoch {epoch}"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()  # parameters without gradient (the fixed side) are skipped
-
-    def train_step(self, batch: Batch, epoch: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         if not self.params.half_binary:
             return super().train_step(batch, epoch)
         s = self.target(batch.idx)
         joint = self.loss(batch, epoch)
-        self._update(joint["loss"], "joint", epoch)
+        self.update(joint["loss"])  # parameters without gradient (the fixed side) are skipped
         # image network against the text network's binary codes, then the reverse
         code_i = torch.tanh(self.project(batch.image, "image"))
         with torch.no_grad():
             fixed_t = binary(self.project(batch.text, "text"))
         image_step = self._terms(code_i, fixed_t, s)["loss"]
-        self._update(image_step, "image step", epoch)
+        self.update(image_step)
         with torch.no_grad():
             fixed_i = binary(self.project(batch.image, "image"))
         code_t = torch.tanh(self.project(batch.text, "text"))
         text_step = self._terms(fixed_i, code_t, s)["loss"]
-        self._update(text_step, "text step", epoch)
-        if self.scheduler is not None:
-            self.scheduler.step()
-        out = {k: float(v.detach()) for k, v in joint.items()}
-        out.update(
-            loss_image_step=float(image_step.detach()), loss_text_step=float(text_step.detach())
-        )
-        return out
+        self.update(text_step)
+        return detached({**joint, "loss_image_step": image_step, "loss_text_step": text_step})

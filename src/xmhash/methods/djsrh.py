@@ -4,7 +4,7 @@ Su, Zhong, Zhang, "Deep Joint-Semantics Reconstructing Hashing for Large-Scale
 Unsupervised Cross-Modal Retrieval", ICCV 2019. Official code: github.com/zzs1994/DJSRH
 (read at 6041c2d: train.py, models.py, settings.py).
 
-Per batch of m pairs, the joint-semantics matrix S (:func:`xmhash.graph.joint.djsrh_similarity`:
+Per batch of m pairs, the joint-semantics matrix S (:func:`xmhash.methods.joint.djsrh_similarity`:
 S~ = beta (2 cos F_I - 1) + (1 - beta)(2 cos F_T - 1), S = mu [(1 - eta) S~ + eta S~ S~^T / m])
 is reconstructed by the cosine similarities of the relaxed codes B = rownorm(tanh(alpha h)),
 alpha = sqrt(epoch + 1):
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.joint import djsrh_similarity
 from xmhash.methods.base import Batch, DeepMethod, DeepParams, mlp
+from xmhash.methods.joint import djsrh_similarity
 
 
 @dataclass(frozen=True)

@@ -69,22 +69,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.memory import (
-    assignment_confidence,
-    ema_code_prototypes,
-    ema_prototypes,
-    hash_centers,
-    kmeanspp,
-    sinkhorn,
-)
 from xmhash.methods.base import (
     Batch,
     ConfigError,
     DeepMethod,
     DeepParams,
     TrainData,
+    binary,
     mlp,
+    nt_xent,
     warmup_cosine,
+)
+from xmhash.methods.memory import (
+    assignment_confidence,
+    ema_code_prototypes,
+    ema_prototypes,
+    hash_centers,
+    kmeanspp,
+    sinkhorn,
 )
 
 log = logging.getLogger(__name__)
@@ -246,17 +248,6 @@ def pairwise_loss(
     )
 
 
-def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
-    """SimCLR's NT-Xent over the 2b views (a_i, b_i): each view's positive is its pair,
-    its negatives the other 2b - 2 views; cosine similarities over ``tau``."""
-    z = F.normalize(torch.cat([a, b]), dim=1)
-    n = len(a)
-    sim = (z @ z.t()) / tau
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    pos = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(sim, pos)
-
-
 def quantization_loss(*hs: torch.Tensor) -> torch.Tensor:
     """sum over modalities of mean (|h| - 1)^2."""
     return sum((h.abs() - 1).pow(2).mean() for h in hs)
@@ -278,18 +269,26 @@ def confuser_margin_loss(
     confuser: torch.Tensor,
     margin: float,
     weight: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted mean cross-entropy to ``target`` with ``margin`` (already divided by the
     temperature) added to the logit of each row's confuser (none where confuser is -1 or
     equals the target): the code must beat the exact cluster it was confused with by a
-    margin (AM-softmax style)."""
+    margin (AM-softmax style). ``rows``: a boolean mask of the rows the mean is over
+    (default all; masked rows may hold target -1), so that the batch's shape never
+    depends on its values."""
+    if rows is not None:
+        target = torch.where(rows, target, torch.zeros_like(target))
     has = (confuser >= 0) & (confuser != target)
-    bump = torch.zeros_like(logits)
-    rows = torch.nonzero(has).flatten()
-    bump[rows, confuser[rows]] = margin
+    bump = torch.zeros_like(logits).scatter(
+        1, confuser.clamp_min(0)[:, None], (margin * has.to(logits.dtype))[:, None]
+    )
     ce = F.cross_entropy(logits + bump, target, reduction="none")
     w = torch.ones_like(ce) if weight is None else weight
-    return (w * ce).mean()
+    if rows is None:
+        return (w * ce).mean()
+    keep = rows.to(ce.dtype)
+    return (keep * w * ce).sum() / keep.sum().clamp_min(1)
 
 
 def fine_grained_triplet(
@@ -300,35 +299,30 @@ def fine_grained_triplet(
     confuser: torch.Tensor,
     assign: torch.Tensor,
     margin: float,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-modal triplet on codes for the ``anchors`` (batch positions) with the given
     ``target``/``confuser`` clusters: positives j+ are batch items with assign == target
     (and the anchor's own pair), negatives j- items with assign == confuser;
     mean of max(0, margin - cos(h_i^v, h_j+^t) + cos(h_i^v, h_j-^t)) over all valid
-    triples, plus the same with v and t swapped. 0 when there is no valid triple."""
-    if len(anchors) == 0:
-        return hv.sum() * 0
+    triples, plus the same with v and t swapped. 0 when there is no valid triple.
+    ``valid``: a boolean mask of the anchors that count (default all). Every triple is
+    one entry of an (anchors, b, b) tensor, so nothing waits for the device."""
     nv, nt = F.normalize(hv, dim=1), F.normalize(ht, dim=1)
     cols = torch.arange(len(hv), device=hv.device)
     self_col = cols[None, :] == anchors[:, None]
     pos = (assign[None, :] == target[:, None]) | self_col  # (anchors, b)
     neg = (assign[None, :] == confuser[:, None]) & (confuser[:, None] >= 0) & ~self_col
-    a, j_neg = torch.nonzero(neg, as_tuple=True)  # the (anchor, negative) pairs: few
-    count = pos[a].sum()
-    if len(a) == 0 or count == 0:
-        return hv.sum() * 0
-    total = hv.new_zeros(())
+    if valid is not None:
+        neg = neg & valid[:, None]
+    triples = (pos[:, :, None] & neg[:, None, :]).to(hv.dtype)  # (anchors, j+, j-)
+    count = triples.sum().clamp_min(1)
+    total = hv.sum() * 0
     for va, vb in ((nv, nt), (nt, nv)):
-        c = va[anchors[a]] @ vb.t()  # (pairs, b): anchor against every item of the other side
-        c_neg = c.gather(1, j_neg[:, None])
-        hinge = (margin - c + c_neg).clamp_min(0)
-        total = total + (hinge * pos[a]).sum() / count
+        c = va[anchors] @ vb.t()  # (anchors, b): each anchor against the other side
+        hinge = (margin - c[:, :, None] + c[:, None, :]).clamp_min(0)
+        total = total + (hinge * triples).sum() / count
     return total
-
-
-def hard_codes(h: torch.Tensor) -> torch.Tensor:
-    """±1 codes, x >= 0 -> +1 (the project's binarisation)."""
-    return torch.where(h >= 0, 1.0, -1.0).to(h.dtype)
 
 
 @torch.no_grad()
@@ -362,7 +356,7 @@ def detect_errors(
     yt = (F.normalize(ht, dim=1) @ F.normalize(codes, dim=1).t()).argmax(1)
     kappa0 = confidence.quantile(0.5) if gate else confidence.new_zeros(())
     e1 = ((yv != assign) | (yt != assign)) & (confidence >= kappa0)
-    bv, bt = hard_codes(hv), hard_codes(ht)
+    bv, bt = binary(hv), binary(ht)
     k = hv.shape[1]
     e2 = (yv != yt) | ((bv != bt).sum(1) > delta * k)
     prod = (bv @ bt.t() + bt @ bv.t()) / (2 * k)
@@ -403,9 +397,7 @@ class ENHash(DeepMethod):
         return self.use_notebook and self.params.replay and self.params.replay_fraction > 0
 
     def notebook_on(self, epoch: int) -> bool:
-        return (
-            self.use_notebook and epoch >= self.params.warmup_epochs and bool(self.net.memory.ready)
-        )
+        return self.use_notebook and epoch >= self.params.warmup_epochs and self._ready
 
     # ----------------------------------------------------------------- build
     def build(self) -> None:
@@ -425,6 +417,8 @@ class ENHash(DeepMethod):
         self.net.notebook = ErrorNotebook()
         self._pending: dict[str, Any] | None = None
         self._seen: torch.Tensor | None = None
+        # the host's copy of memory.ready, read once per epoch (never per batch)
+        self._ready = False
 
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return getattr(self.net, modality)(F.normalize(x, dim=1))
@@ -438,6 +432,9 @@ class ENHash(DeepMethod):
         return F.normalize(torch.cat([xv, xt], 1), dim=1)
 
     # ----------------------------------------------------------------- training
+    def on_epoch_start(self, epoch: int) -> None:
+        self._ready = bool(self.net.memory.ready)
+
     def setup(self, data: TrainData) -> None:
         super().setup(data)
         self.net.notebook.resize(len(data))
@@ -487,9 +484,12 @@ class ENHash(DeepMethod):
         fresh, replayed = self._sizes()
         perm = torch.randperm(n, generator=generator)
         stop = (n // fresh) * fresh if n >= fresh else n
+        # replay draws from the notebook as it stood when the epoch began: one host copy
+        # per epoch, so that drawing a batch never waits for the device
+        scores = self.net.notebook.score.detach().float().cpu()
         for start in range(0, stop, fresh):
             chunk = perm[start : start + fresh]
-            w = self.net.notebook.score.detach().float().cpu().clone()
+            w = scores.clone()
             w[chunk] = 0
             k = min(replayed, int((w > 0).sum()))
             if k:
@@ -507,7 +507,7 @@ class ENHash(DeepMethod):
         zero = hv.new_zeros(())
         z = self.fuse(xv, xt)
         q = assign = confidence = None
-        memory_on = self.use_memory and bool(mem.ready)
+        memory_on = self.use_memory and self._ready
         if memory_on:
             with torch.no_grad():
                 q = sinkhorn(z @ mem.protos.t(), p.tau_c, p.sinkhorn_iters)
@@ -552,15 +552,18 @@ class ENHash(DeepMethod):
             for key in ("e1", "e2", "e3"):
                 terms[key] = found[key].float().mean()
             terms["errors"] = found["error"].float().mean()
-            rows = torch.nonzero(nb.target[batch.idx] >= 0).flatten()
-            terms["in_notebook"] = hv.new_tensor(len(rows) / len(hv))
-            if self.use_error_loss and len(rows):
-                tgt, conf = nb.target[batch.idx][rows], nb.confuser[batch.idx][rows]
+            tgt, conf = nb.target[batch.idx], nb.confuser[batch.idx]
+            rows = tgt >= 0  # the batch items in the notebook
+            terms["in_notebook"] = rows.to(hv.dtype).mean()
+            if self.use_error_loss:
                 margin = p.margin_f / p.tau_h
                 terms["en"] = confuser_margin_loss(
-                    lv[rows], tgt, conf, margin, weight[rows]
-                ) + confuser_margin_loss(lt[rows], tgt, conf, margin, weight[rows])
-                terms["tri"] = fine_grained_triplet(hv, ht, rows, tgt, conf, assign, p.margin_t)
+                    lv, tgt, conf, margin, weight, rows
+                ) + confuser_margin_loss(lt, tgt, conf, margin, weight, rows)
+                anchors = torch.arange(len(hv), device=hv.device)
+                terms["tri"] = fine_grained_triplet(
+                    hv, ht, anchors, tgt, conf, assign, p.margin_t, valid=rows
+                )
                 total = total + p.lambda_e * (terms["en"] + terms["tri"])
         terms["loss"] = total
         self._pending = {
@@ -574,7 +577,7 @@ class ENHash(DeepMethod):
         }
         return terms
 
-    def train_step(self, batch: Batch, epoch: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         out = super().train_step(batch, epoch)
         self.commit()
         return out
@@ -589,7 +592,7 @@ class ENHash(DeepMethod):
         p, mem = self.params, self.net.memory
         if not self.use_memory:
             return
-        if not bool(mem.ready):
+        if not self._ready:
             if self._seen is not None:
                 self._seen[pend["idx"]] = True
             return
@@ -629,6 +632,7 @@ class ENHash(DeepMethod):
         g = torch.Generator().manual_seed(self.seed)
         mem.protos.copy_(kmeanspp(z, self.params.clusters, g))
         mem.ready.fill_(True)
+        self._ready = True
         log.info(
             "enhash: clustering memory seeded (k-means++, %d prototypes from %d items)",
             self.params.clusters,

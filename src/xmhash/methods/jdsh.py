@@ -5,11 +5,11 @@ Similarity Hashing for Large-scale Unsupervised Deep Cross-modal Retrieval", SIG
 Official code: github.com/KaiserLew/JDSH (read: JDSH.py, models.py, config.py and
 config/JDSH_NUSWIDE.json).
 
-Per batch, the joint-modal similarity (:func:`xmhash.graph.joint.jdsh_similarity`)
+Per batch, the joint-modal similarity (:func:`xmhash.methods.joint.jdsh_similarity`)
 S' = alpha S_I + beta S_T + lamb (S_high + S_high^T)/2, with S_I = 2 cos F_I - 1,
 S_T = 2 cos F_T - 1 and the cross-modal second-order S_high = rownorm(S_I) rownorm(S_T)^T,
 goes through the distribution-based similarity decision and weighting (DSDW,
-:func:`xmhash.graph.joint.dsdw_weight`): entries below loc_left - a scale_left are pushed
+:func:`xmhash.methods.joint.dsdw_weight`): entries below loc_left - a scale_left are pushed
 down, entries above loc_right + b scale_right up; S = mu S'. Relaxed codes
 B = rownorm(tanh(sqrt(epoch + 1) h)) reconstruct it:
 
@@ -33,7 +33,7 @@ Deviations from the paper and the official code:
   over to other features, so by default (``dsdw: fit``) they are refitted before training
   on the off-diagonal entries of S' over ``fit_batches`` random training batches, the way
   the config numbers were obtained (mode of the distribution, one half-Gaussian per side:
-  :func:`xmhash.graph.joint.fit_dsdw_thresholds`). ``dsdw: none`` skips the weighting
+  :func:`xmhash.methods.joint.fit_dsdw_thresholds`). ``dsdw: none`` skips the weighting
   (an ablation).
 * The weighting moves entries by a multiple of |s| rather than of s, so that it pushes in
   the intended direction when the thresholds fall on the other side of zero (CLIP
@@ -55,14 +55,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.graph.joint import (
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.djsrh import relaxed_codes, unit_scale
+from xmhash.methods.joint import (
     DSDWThresholds,
     dsdw_weight,
     fit_dsdw_thresholds,
     jdsh_similarity,
 )
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
-from xmhash.methods.djsrh import relaxed_codes, unit_scale
 
 log = logging.getLogger(__name__)
 

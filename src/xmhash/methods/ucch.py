@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, binary, mlp
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class MemoryBank(nn.Module):
     def reset(self, n: int, generator: torch.Generator) -> None:
         bits = self.memory.shape[1]
         rnd = torch.rand(n, bits, generator=generator) * 2 - 1
-        signs = torch.where(rnd >= 0, 1.0, -1.0)
+        signs = binary(rnd)
         self.memory = F.normalize(signs, dim=1).to(self.memory.device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -94,11 +94,6 @@ class MemoryBank(nn.Module):
         if key in state_dict:
             self.memory = torch.empty_like(state_dict[key], device=self.memory.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def binary_sign(x: torch.Tensor) -> torch.Tensor:
-    """±1 with x >= 0 -> +1 (never 0)."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 def contrastive_logits(
@@ -179,13 +174,13 @@ class UCCH(DeepMethod):
         order = torch.arange(m, device=u.device)
         if epoch < p.warmup_epochs:
             # in-batch keys: the pair's own sign((u + v) / 2) first, then the other pairs
-            keys = binary_sign(((u + v) / 2).detach())
-            others = order[None, :].expand(m, m)
-            others = others[~torch.eye(m, dtype=torch.bool, device=u.device)].view(m, m - 1)
+            keys = binary(((u + v) / 2).detach())
+            j = order[None, : m - 1]
+            others = j + (j >= order[:, None]).long()  # row i: 0..m-1 without i
             key_idx = torch.cat([order[:, None], others], dim=1)
             momentum = 0.0
         else:
-            keys = binary_sign(memory)
+            keys = binary(memory)
             neg = torch.randint(len(memory), (m, p.negatives), device=u.device)
             key_idx = torch.cat([batch.idx[:, None], neg], dim=1)
             momentum = p.momentum

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmhash.methods.base import Batch, DeepMethod, DeepParams
+from xmhash.methods.base import Batch, DeepMethod, DeepParams, nt_xent
 
 
 @dataclass(frozen=True)
@@ -68,17 +68,6 @@ class UCMFHParams(DeepParams):
     beta1: float = 0.5  # Adam betas (beta1, 0.999)
     lr_milestones: tuple[int, ...] = (30, 80)  # iterations; MLP lr x lr_gamma at each
     lr_gamma: float = 1.2  # MIRFlickr/NUS-WIDE 1.2 at (30, 80); COCO 0.6 at (200,)
-
-
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's NT-Xent between paired rows of a and b (m, d): over the 2m x 2m cosine
-    matrix without its diagonal, each row's positive is its partner."""
-    z = F.normalize(torch.cat([a, b]), dim=1)
-    m = len(a)
-    sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * m, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(z.device)
-    return F.cross_entropy(sim, partner)
 
 
 class TokenEncoderLayer(nn.Module):

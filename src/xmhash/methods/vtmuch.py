@@ -22,7 +22,8 @@ Variants (``variant``):
   ``CLIPTextModelWithProjection``, loaded from the run's ``encoder`` resource, the same
   weights that made the cached features) is trained with lr ``clip_lr`` on the raw
   texts, tags re-joined with commas, at most ``max_words`` tokens; the image side stays
-  on the cached (frozen) image features. fp16 autocast on CUDA.
+  on the cached (frozen) image features. On CUDA the tower runs under bf16 autocast
+  where the GPU supports it, else fp16 with a gradient scaler (:func:`autocast_policy`).
 
 Optimiser: AdamW (beta 0.9/0.98, eps 1e-6, weight decay 0.01), gradient-norm clip 1.0,
 5 % linear warm-up then cosine, batch 128, 20 epochs (README), alpha 1, rho 0.1.
@@ -59,12 +60,14 @@ import torch.nn.functional as F
 from xmhash.bits import binarize
 from xmhash.graph.store import read_graph, require
 from xmhash.methods.base import (
+    AutocastPolicy,
     Batch,
     ConfigError,
     DeepMethod,
     DeepParams,
     Items,
     TrainData,
+    autocast_policy,
     mlp,
     warmup_cosine,
 )
@@ -146,10 +149,15 @@ class VTMUCH(DeepMethod):
         self.net.tower = tower
         self.tokenizer = AutoTokenizer.from_pretrained(path)
 
+    def _policy(self) -> AutocastPolicy:
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return autocast_policy(self.device.type, bf16)
+
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        dtype = self._policy().dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def tokenize(self, texts) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.tokenizer(
@@ -187,6 +195,7 @@ class VTMUCH(DeepMethod):
 
     def setup(self, data: TrainData) -> None:
         super().setup(data)
+        data.require_dense("vtmuch target")
         path = data.graph.get(GRAPH_KIND)
         if path is None:
             raise ValueError(
@@ -215,6 +224,8 @@ class VTMUCH(DeepMethod):
         if p.variant == "finetune":
             groups.append({"params": list(self.net.tower.parameters()), "lr": p.clip_lr})
         opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6, weight_decay=p.weight_decay)
+        if p.variant == "finetune" and self._policy().scaler:
+            self.scaler = torch.amp.GradScaler(self.device.type)
         return opt, warmup_cosine(opt, p.epochs * steps_per_epoch, warmup=p.warmup)
 
     def loss(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,107 @@
+"""Checkpoint overhead of the trainer as a share of training time, measured in one run.
+
+    python benchmarks/checkpoint.py [--method rshnl] [--bits 128] [--hidden 4096]
+                                    [--dim 4096] [--n 2000] [--epochs 3] [--minutes 10]
+
+Trains one method at paper width on random features twice, as the train stage does
+(checkpoint beside the model, kept until the outputs are written): once writing a
+checkpoint after every epoch (``checkpoint_minutes: 0``, what the trainer used to do) and
+once with the wall-clock interval (``--minutes``, the default of ``training.
+checkpoint_minutes``). Prints the checkpoint's size, the seconds per write, the seconds
+per epoch and the share of training time spent writing checkpoints (the trainer's own
+in-run timing, ``train.json`` -> ``checkpoints``), against the 2 % limit; and the share
+of a run long enough to reach the interval: at most one write per interval, so at most
+seconds per write / (interval + seconds per write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from xmhash.methods import METHODS  # noqa: E402
+from xmhash.methods.base import TrainData  # noqa: E402
+from xmhash.train import TrainSettings, fit  # noqa: E402
+
+LIMIT = 0.02
+
+
+def run(args, minutes: float, tmp: Path) -> dict:
+    cls = METHODS[args.method]
+    g = torch.Generator().manual_seed(0)
+    n = args.n
+    labels = torch.zeros(n, 10)
+    labels[torch.arange(n), torch.randint(0, 10, (n,), generator=g)] = 1
+    data = TrainData(
+        image=torch.randn(n, args.dim, generator=g),
+        text=torch.randn(n, args.dim, generator=g),
+        rows=np.arange(n),
+        labels=labels if cls.supervised else None,
+    )
+    params = cls.Params()
+    fields = {f.name for f in dataclasses.fields(params)}
+    over = {"epochs": args.epochs, **({"hidden": args.hidden} if "hidden" in fields else {})}
+    params = dataclasses.replace(params, **over)
+    torch.manual_seed(0)
+    method = cls(params, bits=args.bits, image_dim=args.dim, text_dim=args.dim, seed=0)
+    ckpt = tmp / "model.ckpt"
+    settings = TrainSettings(device="cpu", checkpoint_minutes=minutes)
+    summary = fit(method, data, settings, checkpoint=ckpt, keep_checkpoint=True)
+    size = ckpt.stat().st_size if ckpt.exists() else 0
+    ckpt.unlink(missing_ok=True)
+    c = summary["checkpoints"]
+    train_s = sum(r["seconds"] for r in summary["history"])
+    return {
+        "written": c["written"],
+        "write_s": c["seconds"] / max(c["written"], 1),
+        "epoch_s": train_s / len(summary["history"]),
+        "share": c["share_of_training"],
+        "size_mb": size / 1e6,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", default="rshnl")
+    ap.add_argument("--bits", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=4096)
+    ap.add_argument("--dim", type=int, default=4096)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, minutes in (("every epoch", 0.0), (f"every {args.minutes:g} min", args.minutes)):
+            rows.append((label, run(args, minutes, Path(tmp))))
+    print(
+        f"{args.method} {args.bits} bits, hidden {args.hidden}, {args.n} x {args.dim} "
+        f"features, {args.epochs} epochs, {args.threads} thread(s)"
+    )
+    head = f"{'schedule':<16}{'written':>8}{'MB':>8}{'s/write':>9}{'s/epoch':>9}"
+    print(head + f"{'share':>9}{'/ limit':>9}")
+    for label, r in rows:
+        print(
+            f"{label:<16}{r['written']:>8}{r['size_mb']:>8.0f}{r['write_s']:>9.2f}"
+            f"{r['epoch_s']:>9.2f}{r['share']:>9.2%}{r['share'] / LIMIT:>9.2f}"
+        )
+    write_s = rows[0][1]["write_s"]  # the interval run of a short test may write none
+    steady = write_s / (60 * args.minutes + write_s)
+    print(
+        f"{'long run':<16}{'':>8}{'':>8}{write_s:>9.2f}{'':>9}{steady:>9.2%}"
+        f"{steady / LIMIT:>9.2f}   (at most one write per {args.minutes:g} min of training)"
+    )
+
+
+if __name__ == "__main__":
+    main()
