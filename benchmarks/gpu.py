@@ -354,7 +354,7 @@ def section_knn(rows: Rows, cuda: bool, budget: float) -> None:
 
     from xmhash.graph.similarity import knn
 
-    n, d, k = (186_577, 512, 10) if cuda else (8_000, 512, 10)
+    n, d, k = (186_577, 512, 10) if cuda else (4_000, 512, 10)
     device = torch.device("cuda" if cuda else "cpu")
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, d)).astype(np.float32)
