@@ -50,8 +50,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 # seconds per section on CUDA sizes (8 minutes in all, with a margin for start-up)
-BUDGET = {"features": 100, "train": 140, "knn": 40, "workflow": 120, "tests": 45}
-GRACE = 10
+BUDGET = {"features": 100, "train": 140, "knn": 40, "workflow": 110, "tests": 55}
+GRACE = 5
 SECTIONS = tuple(BUDGET)
 
 # the modules each section imports beyond the standard library
@@ -404,20 +404,11 @@ def section_workflow(rows: Rows, cuda: bool, budget: float) -> None:
         cores = os.cpu_count() or 2
         cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores)]
         cmd += ["--configfile", "bench.yaml"]
-        env = {**os.environ, "XMHASH_PROGRESS": "0"}
         t = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=budget - 5
-            )
-            log, rc = proc.stdout + proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as e:
-            log, rc = _text(e.stdout) + _text(e.stderr), "timeout"
+        log, rc = run_logged(cmd, wf, budget - 5, "workflow.log")
         secs = time.perf_counter() - t
         steps = re.findall(r"(\d+) of (\d+) steps", log)
         progress = f"{steps[-1][0]} of {steps[-1][1]} steps" if steps else "no step done"
-        if os.environ.get("XMHASH_BENCH_LOGS"):
-            Path(os.environ["XMHASH_BENCH_LOGS"], "workflow.log").write_text(log[-2_000_000:])
         status = "done" if rc == 0 else f"exit {rc}"
         grid = "demo grid" if cuda else "lsh + djsrh x 16 bits x seed 0"
         rows.add(
@@ -431,6 +422,22 @@ def section_workflow(rows: Rows, cuda: bool, budget: float) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_logged(cmd: list[str], cwd: Path, timeout: float, name: str) -> tuple[str, int | str]:
+    """(output, exit status or 'timeout') of ``cmd``; the output also goes to ``name`` in
+    the folder of ``--logs``, if given."""
+    env = {**os.environ, "XMHASH_PROGRESS": "0"}
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        log, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        log, rc = _text(e.stdout) + _text(e.stderr) + "\ntimeout", "timeout"
+    if os.environ.get("XMHASH_BENCH_LOGS"):
+        Path(os.environ["XMHASH_BENCH_LOGS"], name).write_text(log[-2_000_000:])
+    return log, rc
+
+
 def _text(b) -> str:
     return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
 
@@ -441,17 +448,8 @@ def _text(b) -> str:
 def section_tests(rows: Rows, cuda: bool, budget: float) -> None:
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
     cmd += ["--continue-on-collection-errors", "tests"]
-    env = {**os.environ, "XMHASH_PROGRESS": "0"}
     t = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=budget - 5
-        )
-        log = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as e:
-        log = _text(e.stdout) + "\ntimeout"
-    if os.environ.get("XMHASH_BENCH_LOGS"):
-        Path(os.environ["XMHASH_BENCH_LOGS"], "pytest.log").write_text(log[-2_000_000:])
+    log, _ = run_logged(cmd, REPO, budget - 5, "pytest.log")
     summary = [line for line in log.splitlines() if re.search(r"passed|failed|skipped|error", line)]
     failed = [line for line in log.splitlines() if line.startswith(("FAILED", "ERROR"))]
     rows.add(

@@ -141,7 +141,10 @@ def random_clip(directory: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from helpers.tiny_models import EOT, SOT, save_byte_tokenizer
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # no load reports or progress bars between the rows
+    hf_logging.disable_progress_bar()
     if not (directory / "config.json").exists():
         vocab = save_byte_tokenizer(directory, 77)
         ids = {"bos_token_id": vocab[SOT], "eos_token_id": vocab[EOT], "pad_token_id": vocab[EOT]}
