@@ -302,9 +302,11 @@ def run(
     budget_s: float = float("inf"),
     profile: bool = False,
     out=print,
+    on_result=None,
 ) -> list[Result]:
     """Benchmark ``methods`` at ``shape``; methods still waiting when ``budget_s`` is
-    spent are reported as skipped. Each method's rate is a share of the matmul limit
+    spent are reported as skipped; ``on_result`` is called with each result as it comes.
+    Each method's rate is a share of the matmul limit
     measured just before and after it (the mean), as the load of a shared machine moves."""
     start = time.perf_counter()
     feats = synthetic_features(shape)
@@ -341,7 +343,10 @@ def run(
                 )
             except Exception as e:  # noqa: BLE001 - one method's failure is one row
                 out(f"{name:<11} error: {type(e).__name__}: {e}")
-                results.append(Result(name, 0, *(float("nan"),) * 3, 0, float("nan"), 0, str(e)))
+                failed = Result(name, 0, *(float("nan"),) * 3, 0, float("nan"), 0, str(e))
+                results.append(failed)
+                if on_result:
+                    on_result(failed)
                 continue
             after = matmul_gflops(size, device=device)  # the load may have changed meanwhile
             r.limit, before = (before + after) / 2, after
@@ -354,6 +359,8 @@ def run(
                 f"{r.busy:>9.2f}{r.epochs:>7}{grid:>8.0f}"
             )
             results.append(r)
+            if on_result:
+                on_result(r)
     out(
         f"grid of these methods (x {runs} runs, paper epochs): {total / 60:.1f} min of "
         f"{device.type.upper()} time at {shape.n_train} items"
