@@ -312,7 +312,8 @@ def section_train(rows: Rows, cuda: bool, budget: float) -> None:
 
     def record(r) -> None:
         if r.error:
-            rows.add(f"train {r.method}", "error", note=r.error[:120])
+            status = "skipped" if r.error.startswith("skipped") else "error"
+            rows.add(f"train {r.method}", status, note=r.error[:120])
             return
         share = f"{r.gflops / r.limit:.2f} of matmul" if r.gflop else ""
         busy = f", GPU busy {r.busy:.2f}" if r.busy == r.busy else ""
