@@ -223,29 +223,10 @@ def write_jpegs(directory: Path, unique: int, items: int, seed: int = 0) -> Path
     return directory
 
 
-def decode_only(prepared: Path, enc, settings) -> float:
-    """Images/s of the stage's DataLoader alone (decode, resize, tokenise, collate)."""
-    from torch.utils.data import DataLoader
-
-    from xmhash.data.prepared import read_prepared
-    from xmhash.features.extract import _Collate, _Items, chunk_batches, loader_options
-
-    prep = read_prepared(prepared)
-    n = len(prep.items)
-    loader = DataLoader(
-        _Items([str(prep.image_path(it)) for it in prep.items], enc.transform, settings.regions),
-        batch_sampler=chunk_batches(0, n, settings.batch_size, settings.chunk_items),
-        collate_fn=_Collate(enc.tokenizer, [it.text for it in prep.items]),
-        **loader_options(settings.workers, enc.pin_memory),
-    )
-    t = time.perf_counter()
-    done = sum(len(batch) for batch in loader)
-    return done / (time.perf_counter() - t)
-
-
 def section_features(rows: Rows, cuda: bool, budget: float) -> None:
+    """The three rates of benchmarks/features.py at the GPU's sizes."""
     import torch
-    from features import end_to_end, model_only, vitb32_encoder  # benchmarks/features.py
+    from features import decode_only, end_to_end, model_only, vitb32_encoder
 
     from xmhash.features.extract import ExtractSettings
     from xmhash.features.regions import RegionSettings
