@@ -89,6 +89,17 @@ def model_only(enc: Encoder, texts: list[str], n: int, batch_size: int) -> float
     return done / (time.perf_counter() - start)
 
 
+def stage_settings(batch_size: int, workers: int, batches_per_chunk: int = 4) -> ExtractSettings:
+    """The feature stage's settings for global features only (no words, no regions)."""
+    return ExtractSettings(
+        batch_size=batch_size,
+        chunk_items=batches_per_chunk * batch_size,
+        workers=workers,
+        words="none",
+        regions=RegionSettings(mode="none"),
+    )
+
+
 def decode_only(prepared: Path, enc, settings) -> float:
     """Images/s of the stage's DataLoader alone (decode, resize, tokenise, collate)."""
     prep = read_prepared(prepared)
@@ -153,13 +164,7 @@ def main() -> None:
     for r in range(args.rounds):
         limits.append(model_only(enc, texts, args.items, args.batch_size))
         for w in args.workers:
-            s = ExtractSettings(
-                batch_size=args.batch_size,
-                chunk_items=4 * args.batch_size,
-                workers=w,
-                words="none",
-                regions=RegionSettings(mode="none"),
-            )
+            s = stage_settings(args.batch_size, w)
             timed.seconds = 0.0
             start = time.perf_counter()
             rate = end_to_end(enc, tmp / "data/prepared", tmp / "out.h5", s)
@@ -178,14 +183,7 @@ def main() -> None:
         print(f"{f'stage end-to-end, {w} worker(s)':34s} {rate:8.2f} {ratio:6.3f} {share:12.3f}")
         best = max(best, ratio)
     for w in args.workers:
-        s = ExtractSettings(
-            batch_size=args.batch_size,
-            chunk_items=4 * args.batch_size,
-            workers=w,
-            words="none",
-            regions=RegionSettings(mode="none"),
-        )
-        rate = decode_only(tmp / "data/prepared", enc, s)
+        rate = decode_only(tmp / "data/prepared", enc, stage_settings(args.batch_size, w))
         print(f"{f'decode only (no model), {w} worker(s)':34s} {rate:8.2f}")
     print(
         f"\nbest end-to-end / model-only ratio: {best:.3f} (target >= 0.9); model-only "

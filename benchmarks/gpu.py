@@ -226,10 +226,7 @@ def write_jpegs(directory: Path, unique: int, items: int, seed: int = 0) -> Path
 def section_features(rows: Rows, cuda: bool, budget: float) -> None:
     """The three rates of benchmarks/features.py at the GPU's sizes."""
     import torch
-    from features import decode_only, end_to_end, model_only, vitb32_encoder
-
-    from xmhash.features.extract import ExtractSettings
-    from xmhash.features.regions import RegionSettings
+    from features import decode_only, end_to_end, model_only, stage_settings, vitb32_encoder
 
     start = time.perf_counter()
     device = torch.device("cuda" if cuda else "cpu")
@@ -240,13 +237,7 @@ def section_features(rows: Rows, cuda: bool, budget: float) -> None:
         prepared = write_jpegs(tmp / "data" / "prepared", unique, items)
         rows.add("JPEGs written", float(unique), "files", note=f"{items} items, 500x375")
         enc = vitb32_encoder(tmp, device)
-        settings = ExtractSettings(
-            batch_size=batch,
-            chunk_items=16 * batch,
-            workers=workers,
-            words="none",
-            regions=RegionSettings(mode="none"),
-        )
+        settings = stage_settings(batch, workers, batches_per_chunk=16)
         texts = [json.loads(line)["text"] for line in open(prepared / "items.jsonl")]
         dtype = str(enc.amp_dtype).replace("torch.", "") if enc.amp_dtype else "fp32"
         model_only(enc, texts, 2 * batch, batch)  # warm-up: kernels, autocast caches
