@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _limits import PeakRSS  # benchmarks/_limits.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -36,33 +36,6 @@ from xmhash.graph.communities import (  # noqa: E402
     to_igraph,
 )
 from xmhash.graph.similarity import knn, knn_to_sparse  # noqa: E402
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE
-
-
-class PeakRSS:
-    """Peak resident set size while the block runs (a sampling thread)."""
-
-    def __enter__(self):
-        self.peak = rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss())
 
 
 def synthetic(
