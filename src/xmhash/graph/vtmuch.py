@@ -170,10 +170,12 @@ def object_affinity(
 
 
 def population_threshold(a: np.ndarray, lam: float) -> tuple[np.ndarray, float, float]:
-    """S^x (n, n) int8: +1 where A > mu + lam * sigma over the strict upper triangle."""
+    """S^x (n, n) int8: +1 where A > mu + lam * sigma, mu and sigma (sample std) over the
+    strict upper triangle."""
     iu = np.triu_indices(len(a), 1)
     pop = a[iu].astype(np.float64)
-    mu, sigma = (float(pop.mean()), float(pop.std())) if len(pop) else (0.0, 0.0)
+    mu = float(pop.mean()) if len(pop) else 0.0
+    sigma = float(pop.std(ddof=1)) if len(pop) > 1 else 0.0  # torch.std_mean's default
     return np.where(a > mu + lam * sigma, 1, -1).astype(np.int8), mu, sigma
 
 
@@ -190,6 +192,35 @@ def positive_graph(s: np.ndarray) -> sp.csr_matrix:
     asymmetric positive becomes an undirected edge; self-loops kept)."""
     a = sp.csr_matrix((s > 0).astype(np.float32))
     return a.maximum(a.T).tocsr()
+
+
+def cdlib_node_order(s: np.ndarray) -> np.ndarray:
+    """The order in which the official code's networkx graph meets its nodes: the
+    positive entries of ``s`` row by row, each edge adding its row node, then its column
+    node, when new."""
+    rows, cols = np.nonzero(s > 0)
+    flat = np.stack([rows, cols], axis=1).ravel()
+    _, first = np.unique(flat, return_index=True)
+    return flat[np.sort(first)]
+
+
+def cdlib_labels(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The community labels the official code ends up with for the partition ``labels``
+    of the graph of ``s``.
+
+    The official code builds a networkx graph from the positive entries of S^f and calls
+    cdlib's ``leiden``. cdlib (0.2.6 to 0.4.1 at least) converts a graph whose node
+    names are the integers 0..n-1 by creating igraph vertex k for node k, but names
+    vertex k after the k-th node in networkx's insertion order; the communities it
+    returns are lists of those names. Item ``order[k]`` therefore receives the community
+    of vertex (item) k: the partition is permuted by the insertion order.
+    """
+    order = cdlib_node_order(s)
+    if len(order) != len(labels):
+        raise ValueError("every node needs a positive entry (the diagonal of S^f is +1)")
+    out = np.empty_like(labels)
+    out[order] = labels
+    return out
 
 
 def densify_centres(g: np.ndarray, communities: np.ndarray) -> np.ndarray:
@@ -261,9 +292,15 @@ def build_vtmuch(
     resolution: float = 1.0,
     seed: int = 0,
     kmeans_init: int = 10,
+    cdlib_order: bool = False,
     max_dense: int = DEFAULT_MAX_DENSE,
 ) -> VTMGraph:
-    """Every step of §A.3 on the training items (rows of ``image``, ``words``, ``regions``)."""
+    """Every step of §A.3 on the training items (rows of ``image``, ``words``, ``regions``).
+
+    ``cdlib_order`` reproduces the official code's community labels, the Leiden
+    partition permuted through cdlib's node naming (:func:`cdlib_labels`), instead of
+    the partition of the graph itself.
+    """
     n = len(image)
     for name, rag in (("words", words), ("regions", regions)):
         if len(rag.offsets) != n + 1:
@@ -277,14 +314,16 @@ def build_vtmuch(
     a = object_affinity(padded_visions(regions, truncation), max_dense=max_dense)
     sx, mu, sigma = population_threshold(a, si_std)
     sf = union(sy, sx)
+    graph = to_igraph(positive_graph(sf), weighted=False)
     part = leiden(
-        to_igraph(positive_graph(sf), weighted=False),
+        graph,
         objective=objective,
         resolution=resolution,
         seed=seed,
         weighted=False,
     )
-    refined = densify_centres(image, part.labels)
+    communities = cdlib_labels(sf, part.labels) if cdlib_order else part.labels
+    refined = densify_centres(image, communities)
     sc = same_label(refined)
     target = joint_similarity(sf, sc, a)
     off = ~np.eye(n, dtype=bool)
@@ -297,12 +336,14 @@ def build_vtmuch(
         "affinity_mean": mu,
         "affinity_std": sigma,
         "refined_groups": int(len(np.unique(refined))),
+        "communities_used": int(len(np.unique(communities))),
+        "modularity_used": float(graph.modularity(communities.tolist())) if n > 1 else 0.0,
     }
     log.info("VTM-UCH graph on %d items: %s", n, stats)
     return VTMGraph(
         target=target,
         union=sf,
-        communities=part.labels,
+        communities=communities,
         refined=refined,
         partition=part,
         stats=stats,
