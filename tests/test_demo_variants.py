@@ -82,3 +82,27 @@ def test_generate_dispatches_on_the_variant_key():
     assert f.attrs["preprocessing"]["demo_variant"] == "demo_words" and len(f) == 100
     with pytest.raises(ValueError, match="variant must be one of"):
         generate({"variant": "nope"})
+
+
+def test_schema_accepts_every_spec_field_and_the_demo_configs_build():
+    from dataclasses import fields
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    demo = schema["properties"]["datasets"]["additionalProperties"]["properties"]["demo"]
+    allowed = set(demo["properties"])
+    for spec in (DemoSpec, FineGrainedSpec, WordRegionSpec):
+        assert {f.name for f in fields(spec)} <= allowed, spec
+    assert set(demo["properties"]["variant"]["enum"]) == {"finegrained", "words"}
+    configs = sorted((repo / "config/demo").glob("*.yaml"))
+    assert len(configs) == 2
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text())
+        (name,) = cfg["run"]["datasets"]
+        block = cfg["datasets"][name]
+        assert block["source"] == "demo"
+        feats = generate({**block["demo"], "n_items": 120})
+        assert len(feats) == 120 and feats.words is not None and feats.regions is not None

@@ -178,3 +178,28 @@ def test_build_vtmuch_cdlib_order_keeps_sf_and_permutes_communities(small_demo):
     np.testing.assert_array_equal(g_cd.communities, cdlib_labels(g.union, g.communities))
     assert g_cd.stats["modularity_used"] < g.stats["modularity_used"]
     assert g.stats["modularity_used"] == pytest.approx(g.partition.modularity)
+
+
+def test_cdlib_labels_match_cdlib_on_the_official_graph_construction():
+    """Where cdlib is installed: the official call (networkx graph of the positive
+    entries, row by row, then cdlib's leiden) returns exactly our partition permuted by
+    ``cdlib_labels``, on a graph whose communities are unambiguous."""
+    nx = pytest.importorskip("networkx")
+    cdlib = pytest.importorskip("cdlib.algorithms")
+    from xmhash.graph.communities import leiden, nmi, to_igraph
+    from xmhash.graph.vtmuch import positive_graph
+
+    rng = np.random.default_rng(0)
+    blocks = rng.permutation(np.repeat(np.arange(4), 15))  # 4 cliques, items interleaved
+    sf = np.where(blocks[:, None] == blocks[None, :], 1, -1).astype(np.int8)
+    sf[0, 1] = sf[1, 0] = 1  # one edge between two cliques: insertion order != index order
+    rows, cols = np.nonzero(sf > 0)
+    graph = nx.Graph()
+    graph.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+    official = np.empty(len(sf), np.int64)
+    for k, members in enumerate(cdlib.leiden(graph).communities):
+        official[list(members)] = k
+    ours = leiden(to_igraph(positive_graph(sf), weighted=False), seed=0, weighted=False)
+    assert nmi(ours.labels, blocks) == pytest.approx(1.0)
+    assert nmi(cdlib_labels(sf, ours.labels), official) == pytest.approx(1.0)
+    assert nmi(official, blocks) < 0.9
