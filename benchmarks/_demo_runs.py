@@ -3,6 +3,8 @@ compare methods or variants (the train stage's ``fit``, the evaluator's mAP@all)
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,20 @@ def demo_dataset(cfg: dict):
         raise SystemExit(f"{name}: the benchmark runs on the built-in demos only")
     split = {k: v for k, v in block["split"].items() if k != "official"}
     return name, generate(block.get("demo", {})), split
+
+
+def add_common_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--dataset", type=Path, help="a demo overlay, e.g. config/demo/words.yaml")
+    ap.add_argument("--threads", type=int, default=1)  # the train rule runs 1 thread
+
+
+def start(args: argparse.Namespace):
+    """Quiet progress bars, set the threads, and load (config, name, features, split
+    settings) of ``args.dataset`` (config.yaml's demo when unset)."""
+    os.environ.setdefault("XMHASH_PROGRESS", "0")
+    torch.set_num_threads(args.threads)
+    cfg = config(*([args.dataset] if args.dataset else []))
+    return (cfg, *demo_dataset(cfg))
 
 
 def train_and_score(

@@ -21,11 +21,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_runs import REPO, config, demo_dataset, mean_std, train_and_score  # noqa: E402
+from _demo_runs import REPO, add_common_arguments, mean_std, start, train_and_score  # noqa: E402
 
 from xmhash import metrics as M  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
@@ -44,16 +43,12 @@ def variant_params(name: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", type=Path, help="a demo overlay, e.g. config/demo/words.yaml")
+    add_common_arguments(ap)
     ap.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--threads", type=int, default=1)  # the train rule runs 1 thread
     args = ap.parse_args()
-    os.environ.setdefault("XMHASH_PROGRESS", "0")
-    torch.set_num_threads(args.threads)
-    cfg = config(*([args.dataset] if args.dataset else []))
-    name, feats, split_cfg = demo_dataset(cfg)
+    cfg, name, feats, split_cfg = start(args)
     print(
         f"{name}: {len(feats.image)} items, split {split_cfg}, seeds {args.seeds}, "
         f"{args.threads} threads, load {os.getloadavg()[0]:.1f}"

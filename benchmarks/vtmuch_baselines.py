@@ -23,16 +23,14 @@ the retrieval quality any K-bit reproduction of S can reach on the training item
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_runs import config, demo_dataset, mean_std, train_and_score  # noqa: E402
+from _demo_runs import add_common_arguments, mean_std, start, train_and_score  # noqa: E402
 
 from xmhash import metrics as M  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
@@ -88,18 +86,14 @@ def graph_for(cfg: dict, feats, rows: np.ndarray, seed: int, cdlib_order: bool):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", type=Path, help="a demo overlay, e.g. config/demo/words.yaml")
+    add_common_arguments(ap)
     ap.add_argument("--methods", nargs="+", default=BASELINES)
     ap.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cdlib", action="store_true", help="also train on the cdlib_order S")
     ap.add_argument("--spectrum-only", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)  # the train rule runs 1 thread
     args = ap.parse_args()
-    os.environ.setdefault("XMHASH_PROGRESS", "0")
-    torch.set_num_threads(args.threads)
-    cfg = config(*([args.dataset] if args.dataset else []))
-    name, feats, split_cfg = demo_dataset(cfg)
+    cfg, name, feats, split_cfg = start(args)
     print(f"{name}: {len(feats)} items, split {split_cfg}, seeds {args.seeds}")
     print(
         f"{'seed':>4} {'graph':>12} {'comm.':>6} {'modul.':>7} {'refined':>8} {'soft':>6} "

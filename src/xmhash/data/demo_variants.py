@@ -170,6 +170,23 @@ def _near(rng: np.random.Generator, centre: np.ndarray, k: int, spread: float) -
     return centre[None, :] + spread * rng.standard_normal((k, d)) / np.sqrt(d)
 
 
+def _vocabulary(
+    rng: np.random.Generator, groups: list[tuple[str, np.ndarray, int]], noise_words: int
+) -> tuple[list[str], np.ndarray, list[list[int]], np.ndarray]:
+    """Words near each group's centre (``(prefix, centre, count)``, named prefix_w), then
+    ``noise_words`` random ones (tagW): (names, latents, ids per group, noise ids)."""
+    vocab, latent, ids = [], [], []
+    for prefix, centre, count in groups:
+        ids.append(list(range(len(vocab), len(vocab) + count)))
+        for w, x in enumerate(_near(rng, centre, count, 0.35)):
+            vocab.append(f"{prefix}_{w}")
+            latent.append(x)
+    noise_ids = np.arange(len(vocab), len(vocab) + noise_words)
+    vocab += [f"tag{w}" for w in range(noise_words)]
+    latent += list(_normalize(rng.standard_normal((noise_words, len(groups[0][1])))))
+    return vocab, np.asarray(latent), ids, noise_ids
+
+
 def _noise_tags(rng, ids: np.ndarray, mean: float) -> list[int]:
     return rng.choice(ids, size=min(rng.poisson(mean), len(ids)), replace=False).tolist()
 
@@ -186,22 +203,13 @@ def finegrained(spec: FineGrainedSpec = FineGrainedSpec()) -> Features:
     labels = np.zeros((spec.n_items, c), np.uint8)
     labels[np.arange(spec.n_items), cls] = 1
 
-    vocab, latent = [], []
-    group_ids = []
-    for k in range(g):
-        group_ids.append(list(range(len(vocab), len(vocab) + spec.group_words)))
-        for w, x in enumerate(_near(rng, group_latent[k], spec.group_words, 0.35)):
-            vocab.append(f"group{k}_{w}")
-            latent.append(x)
-    class_ids = []
-    for k in range(c):
-        class_ids.append(list(range(len(vocab), len(vocab) + spec.class_words)))
-        for w, x in enumerate(_near(rng, label_latent[k], spec.class_words, 0.35)):
-            vocab.append(f"class{k}_{w}")
-            latent.append(x)
-    noise_ids = np.arange(len(vocab), len(vocab) + spec.noise_words)
-    vocab += [f"tag{w}" for w in range(spec.noise_words)]
-    latent += list(_normalize(rng.standard_normal((spec.noise_words, d))))
+    vocab, latent, ids, noise_ids = _vocabulary(
+        rng,
+        [(f"group{k}", group_latent[k], spec.group_words) for k in range(g)]
+        + [(f"class{k}", label_latent[k], spec.class_words) for k in range(c)],
+        spec.noise_words,
+    )
+    group_ids, class_ids = ids[:g], ids[g:]
 
     tags = []
     for k in cls:
@@ -217,7 +225,7 @@ def finegrained(spec: FineGrainedSpec = FineGrainedSpec()) -> Features:
         label_latent=label_latent,
         label_names=[f"class{k}" for k in range(c)],
         vocab=vocab,
-        vocab_latent=np.asarray(latent),
+        vocab_latent=latent,
         tags=tags,
         background=np.zeros(spec.n_items, np.int64),
         name="demo_finegrained",
@@ -236,15 +244,11 @@ def words(spec: WordRegionSpec = WordRegionSpec()) -> Features:
         labels[i, rng.choice(c, size=k, replace=False, p=prevalence / prevalence.sum())] = 1
     label_latent = _normalize(rng.standard_normal((c, d)))
 
-    vocab, latent, own = [], [], []
-    for lab in range(c):
-        own.append(list(range(len(vocab), len(vocab) + spec.words_per_label)))
-        for w, x in enumerate(_near(rng, label_latent[lab], spec.words_per_label, 0.35)):
-            vocab.append(f"label{lab}_{w}")
-            latent.append(x)
-    noise_ids = np.arange(len(vocab), len(vocab) + spec.noise_words)
-    vocab += [f"tag{w}" for w in range(spec.noise_words)]
-    latent += list(_normalize(rng.standard_normal((spec.noise_words, d))))
+    vocab, latent, own, noise_ids = _vocabulary(
+        rng,
+        [(f"label{lab}", label_latent[lab], spec.words_per_label) for lab in range(c)],
+        spec.noise_words,
+    )
 
     tags = []
     for i in range(n):
@@ -263,7 +267,7 @@ def words(spec: WordRegionSpec = WordRegionSpec()) -> Features:
         label_latent=label_latent,
         label_names=[f"label{lab}" for lab in range(c)],
         vocab=vocab,
-        vocab_latent=np.asarray(latent),
+        vocab_latent=latent,
         tags=tags,
         background=rng.poisson(spec.background, size=n),
         name="demo_words",
