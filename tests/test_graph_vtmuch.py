@@ -9,6 +9,8 @@ from xmhash.features.store import Ragged
 from xmhash.graph.similarity import DenseTooLargeError
 from xmhash.graph.vtmuch import (
     build_vtmuch,
+    cdlib_labels,
+    cdlib_node_order,
     densify_centres,
     joint_similarity,
     kmeans,
@@ -72,14 +74,16 @@ def test_truncation_keeps_the_first_visions_dropping_the_whole_image():
     np.testing.assert_allclose(v[1], [[1, 0], [0, 0]])
 
 
-def test_population_threshold_uses_mean_plus_lambda_std_of_the_upper_triangle():
+def test_population_threshold_uses_mean_plus_lambda_sample_std_of_the_upper_triangle():
     a = np.array([[1.0, 0.2, 0.8], [0.3, 1.0, 0.5], [0.9, 0.1, 1.0]])
     pop = np.array([0.2, 0.8, 0.5])
-    thr = pop.mean() + 1.1 * pop.std()  # 0.5 + 1.1 * 0.2449 = 0.769
+    # the official code's torch.std_mean is the sample std: 0.5 + 1.1 * 0.3 = 0.83
+    # (the population std would give 0.769 and put a_02 = 0.8 above the threshold)
+    thr = pop.mean() + 1.1 * pop.std(ddof=1)
     sx, mu, sigma = population_threshold(a, 1.1)
-    assert mu == pytest.approx(0.5) and sigma == pytest.approx(pop.std())
+    assert mu == pytest.approx(0.5) and sigma == pytest.approx(0.3)
     np.testing.assert_array_equal(sx, np.where(a > thr, 1, -1))
-    assert sx[0, 2] == 1 and sx[2, 0] == 1 and sx[1, 2] == -1
+    assert sx[0, 2] == -1 and sx[2, 0] == 1 and sx[1, 2] == -1
 
 
 def test_union_and_joint_target():
@@ -136,3 +140,66 @@ def test_build_vtmuch_on_demo_prefers_label_sharing_pairs(small_demo):
     assert share[pos].mean() > share[off].mean() + 0.1
     assert g1.target.shape == (300, 300) and np.abs(g1.target).max() <= 1
     np.testing.assert_array_equal(np.diag(g1.union), 1)
+
+
+# S^f of 5 items: {0, 3} and {1, 2, 4} are the two blocks; row 0 meets 3 before 1 and 2
+SF5 = np.full((5, 5), -1, np.int8)
+for block in ([0, 3], [1, 2, 4]):
+    SF5[np.ix_(block, block)] = 1
+
+
+def test_cdlib_node_order_is_networkx_insertion_order():
+    nx = pytest.importorskip("networkx")
+    rows, cols = np.nonzero(SF5 > 0)
+    graph = nx.Graph()
+    graph.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+    np.testing.assert_array_equal(cdlib_node_order(SF5), list(graph.nodes()))
+    np.testing.assert_array_equal(cdlib_node_order(SF5), [0, 3, 1, 2, 4])
+
+
+def test_cdlib_labels_permute_the_partition_by_the_node_order():
+    true = np.array([0, 1, 1, 0, 1])  # the blocks
+    # vertex k is named after node order[k] = [0, 3, 1, 2, 4][k]: item 3 gets vertex 1's
+    # community, item 1 vertex 2's, item 2 vertex 3's
+    np.testing.assert_array_equal(cdlib_labels(SF5, true), [0, 1, 0, 1, 1])
+    # a graph met in index order keeps its partition
+    blocks = np.array([0, 0, 1, 1])
+    ordered = np.where(blocks[:, None] == blocks[None, :], 1, -1)
+    np.testing.assert_array_equal(cdlib_labels(ordered, blocks), blocks)
+
+
+def test_build_vtmuch_cdlib_order_keeps_sf_and_permutes_communities(small_demo):
+    rows = np.arange(200)
+    f = small_demo
+    args = (f.image[rows], f.words.subset(rows), f.regions.subset(rows))
+    g = build_vtmuch(*args, n_clusters=8, seed=0)
+    g_cd = build_vtmuch(*args, n_clusters=8, seed=0, cdlib_order=True)
+    np.testing.assert_array_equal(g.union, g_cd.union)
+    np.testing.assert_array_equal(g_cd.communities, cdlib_labels(g.union, g.communities))
+    assert g_cd.stats["modularity_used"] < g.stats["modularity_used"]
+    assert g.stats["modularity_used"] == pytest.approx(g.partition.modularity)
+
+
+def test_cdlib_labels_match_cdlib_on_the_official_graph_construction():
+    """Where cdlib is installed: the official call (networkx graph of the positive
+    entries, row by row, then cdlib's leiden) returns exactly our partition permuted by
+    ``cdlib_labels``, on a graph whose communities are unambiguous."""
+    nx = pytest.importorskip("networkx")
+    cdlib = pytest.importorskip("cdlib.algorithms")
+    from xmhash.graph.communities import leiden, nmi, to_igraph
+    from xmhash.graph.vtmuch import positive_graph
+
+    rng = np.random.default_rng(0)
+    blocks = rng.permutation(np.repeat(np.arange(4), 15))  # 4 cliques, items interleaved
+    sf = np.where(blocks[:, None] == blocks[None, :], 1, -1).astype(np.int8)
+    sf[0, 1] = sf[1, 0] = 1  # one edge between two cliques: insertion order != index order
+    rows, cols = np.nonzero(sf > 0)
+    graph = nx.Graph()
+    graph.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+    official = np.empty(len(sf), np.int64)
+    for k, members in enumerate(cdlib.leiden(graph).communities):
+        official[list(members)] = k
+    ours = leiden(to_igraph(positive_graph(sf), weighted=False), seed=0, weighted=False)
+    assert nmi(ours.labels, blocks) == pytest.approx(1.0)
+    assert nmi(cdlib_labels(sf, ours.labels), official) == pytest.approx(1.0)
+    assert nmi(official, blocks) < 0.9

@@ -6,7 +6,9 @@ rule demo_features:
         "results/{dataset}/features/synthetic.h5",
     params:
         spec=demo_spec,
-        code=code_fingerprint("xmhash.data.demo", "xmhash.features.store"),
+        code=code_fingerprint(
+            "xmhash.data.demo", "xmhash.data.demo_variants", "xmhash.features.store"
+        ),
     wildcard_constraints:
         dataset=alternatives(datasets_with_source("demo")),
     log:

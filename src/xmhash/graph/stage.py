@@ -118,6 +118,7 @@ def build_vtmuch_graph(
     objective: str = "modularity",
     resolution: float = 1.0,
     kmeans_init: int = 10,
+    cdlib_order: bool = False,
 ) -> tuple[GraphFile, dict[str, float]]:
     del device
     timings: dict[str, float] = {}
@@ -141,6 +142,7 @@ def build_vtmuch_graph(
             resolution=resolution,
             seed=seed,
             kmeans_init=kmeans_init,
+            cdlib_order=cdlib_order,
             max_dense=max_dense,
         ),
     )

@@ -19,10 +19,41 @@ as :class:`xmhash.features.store.Ragged`, plus the global image embeddings. Outp
   [-1, 1].
 
 These matrices are n x n by construction (the paper uses n = 5,000 training pairs):
-every function checks ``max_dense`` first. Deviations from the official code: Leiden
-is seeded (the code is unseeded, so its communities vary run to run); k-means is our
-own seeded Lloyd with random init and ``n_init`` restarts (the code uses sklearn's
-KMeans with the same init); the population std is the ddof=0 std.
+every function checks ``max_dense`` first.
+
+Checked against the official code (``benchmarks/official/vtmuch_graph.py`` runs the
+official ``VTMUCH.__init__`` on the same word, region and global features; numbers in
+``docs/vtmuch_enhash.md``): A, S^x, S^y given the same k-means labels, S^f, and S given
+the same communities agree exactly (max |difference| 0). The differences that remain:
+
+* k-means is our own seeded Lloyd with random init and ``n_init`` restarts, not
+  sklearn's KMeans: a different local optimum (NMI of the vision labels 0.76-0.96 on
+  the demos, within the 0.73-0.98 of sklearn against itself at the next random_state);
+* Leiden is seeded (the official call is unseeded, so its communities vary run to run)
+  and iterates until stable (leidenalg's default, which the official call keeps, is 2
+  iterations);
+* communities: the official code passes a networkx graph to cdlib's ``leiden``, whose
+  conversion to igraph names vertex k after the k-th node in networkx's insertion
+  order while the edges use the node integers themselves, so the labels it returns
+  are the Leiden partition permuted (:func:`cdlib_labels`); its S^c is then built from
+  communities of modularity about 0 (0.001-0.014 on the demos, vs 0.12-0.69 for the
+  partition itself). We use the partition; ``cdlib_order=True`` reproduces the
+  official labels (NMI 1.0 against the official run where Leiden is stable);
+* a pair of images whose visions have no positive cosine gets a = 0 here; the official
+  best-match mean divides 0 by 0 there, which turns the whole row of A and then the
+  population mean and std into NaN (S^x all -1). CLIP embeddings have positive
+  cosines, so this only shows on synthetic features;
+* a text with no word (or no matched vision) is similar only to itself here; the
+  official code cannot run on it (k-means ``predict`` of an empty set).
+
+Why a target S gives a flat curve over code lengths: the codes reproduce K * S with
+K-bit inner products, so they can carry at most the top K eigen-directions of S. With
+few communities the block part S^c has rank at most the number of refined groups (4
+communities -> 10 centres on the demo), and most of S lies in a few directions (demo,
+2,000 training items: 93 % of ||S||_F^2 in the top 16 eigenvalues, 96 % in 32, 97.5 % in
+64); ranking the training items by the best rank-K approximation of S reaches mAP
+0.891 / 0.906 / 0.914 at K = 16 / 32 / 64, so 16 bits already carry nearly all that S
+can teach (``benchmarks/vtmuch_baselines.py`` prints this table).
 """
 
 from __future__ import annotations
@@ -170,10 +201,12 @@ def object_affinity(
 
 
 def population_threshold(a: np.ndarray, lam: float) -> tuple[np.ndarray, float, float]:
-    """S^x (n, n) int8: +1 where A > mu + lam * sigma over the strict upper triangle."""
+    """S^x (n, n) int8: +1 where A > mu + lam * sigma, mu and sigma (sample std) over the
+    strict upper triangle."""
     iu = np.triu_indices(len(a), 1)
     pop = a[iu].astype(np.float64)
-    mu, sigma = (float(pop.mean()), float(pop.std())) if len(pop) else (0.0, 0.0)
+    mu = float(pop.mean()) if len(pop) else 0.0
+    sigma = float(pop.std(ddof=1)) if len(pop) > 1 else 0.0  # torch.std_mean's default
     return np.where(a > mu + lam * sigma, 1, -1).astype(np.int8), mu, sigma
 
 
@@ -190,6 +223,35 @@ def positive_graph(s: np.ndarray) -> sp.csr_matrix:
     asymmetric positive becomes an undirected edge; self-loops kept)."""
     a = sp.csr_matrix((s > 0).astype(np.float32))
     return a.maximum(a.T).tocsr()
+
+
+def cdlib_node_order(s: np.ndarray) -> np.ndarray:
+    """The order in which the official code's networkx graph meets its nodes: the
+    positive entries of ``s`` row by row, each edge adding its row node, then its column
+    node, when new."""
+    rows, cols = np.nonzero(s > 0)
+    flat = np.stack([rows, cols], axis=1).ravel()
+    _, first = np.unique(flat, return_index=True)
+    return flat[np.sort(first)]
+
+
+def cdlib_labels(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The community labels the official code ends up with for the partition ``labels``
+    of the graph of ``s``.
+
+    The official code builds a networkx graph from the positive entries of S^f and calls
+    cdlib's ``leiden``. cdlib (0.2.6 to 0.4.1 at least) converts a graph whose node
+    names are the integers 0..n-1 by creating igraph vertex k for node k, but names
+    vertex k after the k-th node in networkx's insertion order; the communities it
+    returns are lists of those names. Item ``order[k]`` therefore receives the community
+    of vertex (item) k: the partition is permuted by the insertion order.
+    """
+    order = cdlib_node_order(s)
+    if len(order) != len(labels):
+        raise ValueError("every node needs a positive entry (the diagonal of S^f is +1)")
+    out = np.empty_like(labels)
+    out[order] = labels
+    return out
 
 
 def densify_centres(g: np.ndarray, communities: np.ndarray) -> np.ndarray:
@@ -261,9 +323,15 @@ def build_vtmuch(
     resolution: float = 1.0,
     seed: int = 0,
     kmeans_init: int = 10,
+    cdlib_order: bool = False,
     max_dense: int = DEFAULT_MAX_DENSE,
 ) -> VTMGraph:
-    """Every step of §A.3 on the training items (rows of ``image``, ``words``, ``regions``)."""
+    """Every step of §A.3 on the training items (rows of ``image``, ``words``, ``regions``).
+
+    ``cdlib_order`` reproduces the official code's community labels, the Leiden
+    partition permuted through cdlib's node naming (:func:`cdlib_labels`), instead of
+    the partition of the graph itself.
+    """
     n = len(image)
     for name, rag in (("words", words), ("regions", regions)):
         if len(rag.offsets) != n + 1:
@@ -277,14 +345,16 @@ def build_vtmuch(
     a = object_affinity(padded_visions(regions, truncation), max_dense=max_dense)
     sx, mu, sigma = population_threshold(a, si_std)
     sf = union(sy, sx)
+    graph = to_igraph(positive_graph(sf), weighted=False)
     part = leiden(
-        to_igraph(positive_graph(sf), weighted=False),
+        graph,
         objective=objective,
         resolution=resolution,
         seed=seed,
         weighted=False,
     )
-    refined = densify_centres(image, part.labels)
+    communities = cdlib_labels(sf, part.labels) if cdlib_order else part.labels
+    refined = densify_centres(image, communities)
     sc = same_label(refined)
     target = joint_similarity(sf, sc, a)
     off = ~np.eye(n, dtype=bool)
@@ -297,12 +367,14 @@ def build_vtmuch(
         "affinity_mean": mu,
         "affinity_std": sigma,
         "refined_groups": int(len(np.unique(refined))),
+        "communities_used": int(len(np.unique(communities))),
+        "modularity_used": float(graph.modularity(communities.tolist())) if n > 1 else 0.0,
     }
     log.info("VTM-UCH graph on %d items: %s", n, stats)
     return VTMGraph(
         target=target,
         union=sf,
-        communities=part.labels,
+        communities=communities,
         refined=refined,
         partition=part,
         stats=stats,
