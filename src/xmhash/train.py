@@ -50,6 +50,7 @@ from xmhash.methods.base import (
     resolve_device,
     save_model,
 )
+from xmhash.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -394,5 +395,8 @@ def run_training(
         )
         noise.write_weights(sample_weights_out, rows, weights, flipped, kind)
         summary["weights_auc"] = noise.separation_auc(weights, flipped)
+    summary["provenance"] = provenance(
+        {"features": features, "split": split, **(graph or {})}, device
+    )
     write_json(summary_out, summary)
     return summary
