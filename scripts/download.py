@@ -7,8 +7,10 @@ init(snakemake)  # noqa: F821
 from pathlib import Path  # noqa: E402
 
 from xmhash.data.stage import download_dataset  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 download_dataset(
     sm.params.source, Path(sm.output[0]).parent, sm.config["datasets"][sm.wildcards.dataset]
 )
+wrote(snakemake.output)

@@ -4,6 +4,7 @@ from _bootstrap import init
 
 init(snakemake)  # noqa: F821
 
+from xmhash.log import wrote  # noqa: E402
 from xmhash.train import TrainSettings, run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821
@@ -24,3 +25,4 @@ run_training(
     sample_weights_out=sm.output.get("weights"),
     graph={k.removeprefix("graph_"): v for k, v in sm.input.items() if k.startswith("graph_")},
 )
+wrote(snakemake.output)
