@@ -1,4 +1,37 @@
-# Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots.
+# Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots, and the
+# report's runtime, graph and training-curve pages.
+
+
+def _benchmark(path, stage):
+    """A job's benchmark file: its output directory mirrored under results/benchmarks/."""
+    parent = path.rsplit("/", 1)[0].replace("results/", "results/benchmarks/", 1)
+    return f"{parent}/{stage}.tsv"
+
+
+def summary_benchmarks(wildcards):
+    """{bench_<stage>: benchmark files} of the jobs behind the summary (the runtime table)."""
+    runs = {
+        stage: [_benchmark(p, stage) for p in run_paths(f"{stage}.done")]
+        for stage in ("train", "evaluate")
+    }
+    noisy = {
+        f"{stage}_noisy": [_benchmark(p, stage) for p in noisy_run_paths(f"{stage}.done")]
+        for stage in ("train", "evaluate")
+    }
+    graphs = [
+        graph_file(d, kind, seed, ".tsv").replace("results/", "results/benchmarks/", 1)
+        for d in DATASETS
+        for m in METHODS
+        for kind in method_graphs(m)
+        for seed in SEEDS
+    ]
+    features = [f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS]
+    files = {**runs, **noisy, "graph": sorted(set(graphs)), "features": features}
+    return {f"bench_{stage}": paths for stage, paths in files.items() if paths}
+
+
+def summary_graph_stats(wildcards):
+    return sorted({p.replace("_sizes.png", ".json") for p in graph_report_targets()})
 
 
 rule evaluate:
@@ -54,8 +87,10 @@ rule aggregate:
 
 rule tables:
     input:
+        unpack(summary_benchmarks),
         metrics="results/summary/metrics.tsv",
         published=published_input,
+        graph_stats=summary_graph_stats,
     output:
         markdown=report(
             "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
@@ -64,11 +99,19 @@ rule tables:
         html=report(
             "results/summary/tables.html", caption="../report/tables.rst", category="Tables"
         ),
+        runtime_markdown="results/summary/runtime.md",
+        runtime_html=report(
+            "results/summary/runtime.html", caption="../report/runtime.rst", category="Runtime"
+        ),
+        graphs_markdown="results/summary/graphs.md",
+        graphs_html=report(
+            "results/summary/graphs.html", caption="../report/graph_stats.rst", category="Graphs"
+        ),
     params:
         metrics=config["report"]["table_metrics"],
         methods=report_methods(),
         published_as=config["report"]["published_as"],
-        code=code_fingerprint("xmhash.report.tables"),
+        code=code_fingerprint("xmhash.report.tables", "xmhash.report.runs"),
     log:
         "logs/summary/tables.log",
     conda:
@@ -86,6 +129,7 @@ rule plots:
     input:
         metrics="results/summary/metrics.tsv",
         curves="results/summary/curves.tsv",
+        history=lambda w: run_paths("train_log.csv", [w.dataset]),
     output:
         map_vs_bits=report(
             "results/summary/plots/{dataset}/map_vs_bits.png",
@@ -105,6 +149,16 @@ rule plots:
             category="Plots",
             subcategory="{dataset}",
         ),
+        training=report(
+            "results/summary/plots/{dataset}/training.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="{dataset}",
+        ),
+        map_vs_bits_pdf="results/summary/plots/{dataset}/map_vs_bits.pdf",
+        pr_pdf="results/summary/plots/{dataset}/pr.pdf",
+        pn_pdf="results/summary/plots/{dataset}/pn.pdf",
+        training_pdf="results/summary/plots/{dataset}/training.pdf",
     params:
         methods=METHODS,
         code=code_fingerprint("xmhash.report.plots"),
