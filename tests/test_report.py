@@ -224,8 +224,8 @@ def test_tables_state_seeds_and_never_print_a_zero_spread(summary):
     text = md.read_text()
     assert "demo: map@all, mean ± std over 2 seeds" in text
     assert "± 0.000" not in text and "$\\pm$ 0.000" not in (summary / "t.tex").read_text()
-    assert "| chance | 0.260 |" in text  # expected mAP@all of a random ranking
-    assert "| chance | 0.200 |" in text  # expected P@100 of a random ranking
+    assert "| chance (random codes) | 0.260 |" in text  # expected mAP@all of a random ranking
+    assert "| chance (random codes) | 0.200 |" in text  # expected P@100 of a random ranking
 
 
 def test_cells_show_spread_only_from_two_seeds_and_flag_odd_counts():
@@ -265,7 +265,7 @@ def test_runtime_table_per_rule_and_method(tmp_path):
 
 
 def test_graph_statistics_table(tmp_path):
-    from xmhash.report.runs import graph_table
+    from xmhash.report.runs import graph_table, write_graph_stats
 
     p = tmp_path / "results/demo/graph/synthetic/knn/seed1.json"
     p.parent.mkdir(parents=True)
@@ -291,3 +291,5 @@ def test_graph_statistics_table(tmp_path):
         1,
     )
     assert (row["communities"], row["modularity"], row["seconds"]) == (9, 0.61, 1.5)
+    write_graph_stats([], str(tmp_path / "g.md"), str(tmp_path / "g.html"))
+    assert "|" not in (tmp_path / "g.md").read_text()  # no graph: a sentence, no empty table

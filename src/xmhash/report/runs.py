@@ -107,12 +107,16 @@ def _fmt(v) -> str:
 
 def to_markdown(df: pd.DataFrame, title: str, note: str = "") -> str:
     lines = [f"### {title}", ""] + ([note, ""] if note else [])
+    if df.empty:
+        return "\n".join(lines)
     lines += ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
 def to_html(df: pd.DataFrame, title: str, note: str = "") -> str:
+    if df.empty:
+        return f"<h3>{title}</h3>\n" + (f"<p>{note}</p>\n" if note else "")
     head = "".join(f"<th>{c}</th>" for c in df.columns)
     body = "\n".join(
         "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"

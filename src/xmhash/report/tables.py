@@ -136,7 +136,7 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
     sep = "|---|" + "---|" * len(table.columns)
     lines = [f"### {title}", "", head, sep]
     for m, row in table.iterrows():
-        label = "chance" if m == CHANCE else m
+        label = "chance (random codes)" if m == CHANCE else m
         lines.append(
             f"| {label} | "
             + " | ".join(_cell(row[c], best.get(c) == m, False, seeds) for c in table.columns)
@@ -177,7 +177,7 @@ def to_html(table: pd.DataFrame, title: str) -> str:
     head = "".join(f"<th>{TASK_NAMES[t]} {b}</th>" for t, b in table.columns)
     rows = []
     for m, row in table.iterrows():
-        label = "chance" if m == CHANCE else m
+        label = "chance (random codes)" if m == CHANCE else m
         cells = "".join(
             f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False, seeds)}"
             f"{'</b>' if best.get(c) == m else ''}</td>"
