@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from xmhash.io import atomic_path  # noqa: E402
 from xmhash.report.tables import TASK_NAMES, read_tsv, seeds_phrase  # noqa: E402
@@ -246,30 +247,45 @@ def training_curves(
     order = [m for m in (methods or present) if m in present]
     deep = [m for m in order if h.loc[h["method"] == m, "epoch"].max() > 0]
     closed = [m for m in order if m not in deep]
-    cols = min(4, max(1, len(deep)))
+    cols = min(3, max(1, len(deep)))
     rows = max(1, math.ceil(len(deep) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.flat[len(deep) :]:
         ax.set_axis_off()
     if not deep:
         axes[0, 0].text(0.5, 0.5, "no method trained over epochs", ha="center", va="center")
     for ax, m in zip(axes.flat, deep, strict=False):
         part = h[h["method"] == m]
-        mean = part.groupby("epoch").mean(numeric_only=True)
+        mean = part.groupby("epoch").mean(numeric_only=True).dropna(axis=1, how="all")
         terms = [c for c in mean.columns if c not in _NOT_LOSSES | {"bits", "seed"}]
+        palette = iter(plt.get_cmap("tab20").colors)  # up to 20 terms, each its own colour
         for c in terms:
-            ax.plot(mean.index, mean[c], lw=2.2 if c == "loss" else 1.1, label=c)
+            style = {"color": "k", "lw": 2.2} if c == "loss" else {"color": next(palette)}
+            ax.plot(mean.index, mean[c], label=c, lw=style.pop("lw", 1.1), **style)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(m, fontweight="bold" if m in SEED_PAPERS else "normal")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncols=2, loc="upper right", framealpha=0.7)
-        if "val_map" in mean and mean["val_map"].notna().any():
+        handles, labels = ax.get_legend_handles_labels()
+        anchor = 1.02
+        if "val_map" in mean:
             ax2 = ax.twinx()
             v = mean["val_map"].dropna()
-            ax2.plot(v.index, v.values, "k:", marker=".", lw=1.5, label="val mAP")
+            handles += ax2.plot(v.index, v.values, "k:", marker=".", lw=1.5)
+            labels.append("val mAP (right)")
             ax2.set_ylabel("validation mAP@all", fontsize=8)
+            anchor = 1.16
+        # loss terms differ by method: one legend per panel, beside it
+        ax.legend(
+            handles,
+            labels,
+            fontsize=6,
+            loc="upper left",
+            bbox_to_anchor=(anchor, 1.0),
+            frameon=False,
+        )
     note = _seeds_note(h, f"Loss terms at {bits} bits, mean") if len(h) else ""
     if closed:
         note += f"; closed form (no epochs): {', '.join(closed)}"
     fig.suptitle(f"{dataset}: training curves")
-    return _save(fig, out, note, legend=False)  # loss terms differ by method: one legend per panel
+    return _save(fig, out, note, legend=False)
