@@ -2,36 +2,23 @@
 # report's runtime, graph and training-curve pages.
 
 
-def _benchmark(path, stage):
-    """A job's benchmark file: its output directory mirrored under results/benchmarks/."""
-    parent = path.rsplit("/", 1)[0].replace("results/", "results/benchmarks/", 1)
-    return f"{parent}/{stage}.tsv"
-
-
-def summary_benchmarks(wildcards):
-    """{bench_<stage>: benchmark files} of the jobs behind the summary (the runtime table)."""
-    runs = {
-        stage: [_benchmark(p, stage) for p in run_paths(f"{stage}.done")]
-        for stage in ("train", "evaluate")
-    }
-    noisy = {
-        f"{stage}_noisy": [_benchmark(p, stage) for p in noisy_run_paths(f"{stage}.done")]
-        for stage in ("train", "evaluate")
-    }
-    graphs = [
-        graph_file(d, kind, seed, ".tsv").replace("results/", "results/benchmarks/", 1)
-        for d in DATASETS
-        for m in METHODS
-        for kind in method_graphs(m)
-        for seed in SEEDS
+# The benchmark file of every job behind the summary, by stage, for the runtime table: a
+# job's benchmark file mirrors its output's path under results/benchmarks/.
+SUMMARY_BENCHMARKS = {
+    f"bench_{stage}{track}": [
+        p.replace("results/", "results/benchmarks/", 1) for p in paths(f"{stage}.tsv")
     ]
-    features = [f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS]
-    files = {**runs, **noisy, "graph": sorted(set(graphs)), "features": features}
-    return {f"bench_{stage}": paths for stage, paths in files.items() if paths}
-
-
-def summary_graph_stats(wildcards):
-    return sorted({p.replace("_sizes.png", ".json") for p in graph_report_targets()})
+    for stage in ("train", "evaluate")
+    for track, paths in (("", run_paths), ("_noisy", noisy_run_paths))
+} | {
+    "bench_graph": [
+        p.replace("results/", "results/benchmarks/", 1).replace("_sizes.png", ".tsv")
+        for p in graph_report_targets()
+    ],
+    "bench_features": [
+        f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS
+    ],
+}
 
 
 rule evaluate:
@@ -87,10 +74,10 @@ rule aggregate:
 
 rule tables:
     input:
-        unpack(summary_benchmarks),
+        **{k: v for k, v in SUMMARY_BENCHMARKS.items() if v},
         metrics="results/summary/metrics.tsv",
         published=published_input,
-        graph_stats=summary_graph_stats,
+        graph_stats=[p.replace("_sizes.png", ".json") for p in graph_report_targets()],
     output:
         markdown=report(
             "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
@@ -101,11 +88,15 @@ rule tables:
         ),
         runtime_markdown="results/summary/runtime.md",
         runtime_html=report(
-            "results/summary/runtime.html", caption="../report/runtime.rst", category="Runtime"
+            "results/summary/runtime.html",
+            caption="../report/runtime.rst",
+            category="Runtime",
         ),
         graphs_markdown="results/summary/graphs.md",
         graphs_html=report(
-            "results/summary/graphs.html", caption="../report/graph_stats.rst", category="Graphs"
+            "results/summary/graphs.html",
+            caption="../report/graph_stats.rst",
+            category="Graphs",
         ),
     params:
         metrics=config["report"]["table_metrics"],
