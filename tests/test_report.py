@@ -239,6 +239,7 @@ def test_cells_show_spread_only_from_two_seeds_and_flag_odd_counts():
     assert "| a | 0.500 ± <0.001 |" in md
     assert "| b | **0.600** (n=1) |" in md
     assert format_std(0.0437) == "0.04" and format_std(0.00437) == "0.004"
+    assert format_std(0.0096) == format_std(0.0104) == "0.01"  # one digit after rounding
 
 
 def test_runtime_table_per_rule_and_method(tmp_path):

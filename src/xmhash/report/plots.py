@@ -202,6 +202,8 @@ def curves(
                 ax.plot(s.index, s.values, label=m, **style)
                 ax.set(xlabel="N (top-ranked items)")
                 ax.set_xscale("log")
+                ax.set_xticks(s.index, [str(int(n)) for n in s.index])  # the N evaluated
+                ax.minorticks_off()
         if bits in chance.index:
             ax.axhline(chance[bits], **CHANCE_STYLE)
         ax.set_title(f"{dataset} {TASK_NAMES[task]}, {bits} bits")

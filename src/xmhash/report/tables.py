@@ -45,7 +45,10 @@ def format_std(std: float) -> str:
     """One significant digit, at most three decimals: 0.04, 0.004, <0.001."""
     if std < 0.0005:
         return "<0.001"
-    digits = min(3, max(1, -math.floor(math.log10(std))))
+    digits = -math.floor(math.log10(std))
+    if round(std, digits) >= 10.0 ** (1 - digits):  # 0.0096 rounds up to 0.01
+        digits -= 1
+    digits = min(3, max(1, digits))
     return f"{std:.{digits}f}"
 
 
