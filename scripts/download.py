@@ -7,6 +7,7 @@ init(snakemake)  # noqa: F821
 from pathlib import Path  # noqa: E402
 
 from xmhash.data.stage import download_dataset  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 download_dataset(
@@ -15,3 +16,4 @@ download_dataset(
     sm.config["datasets"][sm.wildcards.dataset],
     dataset=sm.wildcards.dataset,
 )
+wrote(snakemake.output)

@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.evaluate import evaluate_run  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 ev = sm.params.evaluation
@@ -22,3 +23,4 @@ evaluate_run(
         "variant": f"noise-{sm.wildcards.noise}" if "noise" in sm.wildcards.keys() else "",
     },
 )
+wrote(snakemake.output)

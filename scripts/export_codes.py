@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.export import export_run  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 export_run(
@@ -17,3 +18,4 @@ export_run(
     threads=sm.threads,
     attrs={"dataset": sm.wildcards.dataset, "features": sm.input.features},
 )
+wrote(snakemake.output)

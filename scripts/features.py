@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)
 
 from xmhash.features.extract import run_features  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 run_features(
     prepared=snakemake.input.prepared,
@@ -15,3 +16,4 @@ run_features(
     dataset=snakemake.wildcards.dataset,
     threads=snakemake.threads,
 )
+wrote(snakemake.output)

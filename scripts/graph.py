@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.graph.stage import build_graph  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 build_graph(
@@ -18,3 +19,4 @@ build_graph(
     threads=sm.threads,
     **sm.params.settings,
 )
+wrote(snakemake.output)

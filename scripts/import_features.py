@@ -7,6 +7,8 @@ init(snakemake)  # noqa: F821
 from pathlib import Path  # noqa: E402
 
 from xmhash.data.stage import import_features  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 import_features(sm.params.source, Path(sm.input.downloads).parent, sm.output[0], sm.params.options)
+wrote(snakemake.output)

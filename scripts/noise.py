@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.data.noise import run_noise  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 sm = snakemake  # noqa: F821
 run_noise(
@@ -15,3 +16,4 @@ run_noise(
     rate=sm.params.rate,
     seed=int(sm.wildcards.seed),
 )
+wrote(snakemake.output)

@@ -1,13 +1,17 @@
-"""plots: mAP vs bits, PR and P@N curves of one dataset."""
+"""plots: mAP vs bits, PR and P@N curves and training curves of one dataset (PNG + PDF)."""
 
 from _bootstrap import init
 
 init(snakemake)  # noqa: F821
 
-from xmhash.report.plots import curves, map_vs_bits  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
+from xmhash.report.plots import curves, map_vs_bits, training_curves  # noqa: E402
 
 sm = snakemake  # noqa: F821
-ds, methods = sm.wildcards.dataset, sm.params.methods
-map_vs_bits(sm.input.metrics, ds, sm.output.map_vs_bits, methods=methods)
-curves(sm.input.curves, ds, sm.output.pr, kind="pr", methods=methods)
-curves(sm.input.curves, ds, sm.output.pn, kind="pn", methods=methods)
+ds, methods, out = sm.wildcards.dataset, sm.params.methods, sm.output
+map_vs_bits(sm.input.metrics, ds, [out.map_vs_bits, out.map_vs_bits_pdf], methods=methods)
+for kind in ("pr", "pn"):
+    paths = [out[kind], out[f"{kind}_pdf"]]
+    curves(sm.input.curves, sm.input.metrics, ds, paths, kind=kind, methods=methods)
+training_curves(sm.input.history, ds, [out.training, out.training_pdf], methods=methods)
+wrote(sm.output)

@@ -5,6 +5,7 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.data.splits import split_features  # noqa: E402
+from xmhash.log import wrote  # noqa: E402
 
 split_features(
     snakemake.input.features,
@@ -12,3 +13,4 @@ split_features(
     seed=int(snakemake.wildcards.seed),
     **snakemake.params.split,
 )  # noqa: F821
+wrote(snakemake.output)

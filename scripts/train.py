@@ -4,6 +4,7 @@ from _bootstrap import init
 
 init(snakemake)  # noqa: F821
 
+from xmhash.log import wrote  # noqa: E402
 from xmhash.train import TrainSettings, run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821
@@ -25,3 +26,4 @@ run_training(
     graph={k.removeprefix("graph_"): v for k, v in sm.input.items() if k.startswith("graph_")},
     max_dense=sm.config.get("graph", {}).get("max_dense"),
 )
+wrote(snakemake.output)

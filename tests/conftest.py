@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
+# One BLAS/torch thread per process unless the caller says otherwise: set before torch or
+# numpy's BLAS load, and inherited by the Snakemake runs of the workflow tests, whose
+# parallel jobs would otherwise each start a thread per core and fight over the cores.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # test the checkout the tests live in, whatever copy of xmhash is pip-installed

@@ -70,6 +70,7 @@ def _data(demo, n=400):
     return train_data(demo, n)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(small_demo):
     p = CIRHParams(epochs=8, batch_size=100, width=64, image_hidden=64)
     m = CIRH(p, bits=16, image_dim=64, text_dim=64, seed=0)

@@ -27,6 +27,7 @@ def test_every_unsupervised_deep_method_is_checked():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", UNSUPERVISED)
 def test_beats_lsh_and_chance_on_the_demo(demo_default, one_thread, method):
     chance, lsh = demo_chance(demo_default), demo_map(demo_default, "lsh")

@@ -454,6 +454,7 @@ def _demo_map(method, feats, split) -> float:
     return float(np.mean(list(maps.values())))
 
 
+@pytest.mark.slow
 def test_beats_lsh_and_chance_on_the_demo_at_32_bits(demo):
     from xmhash import metrics as M
     from xmhash.methods.lsh import LSH

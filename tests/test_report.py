@@ -1,10 +1,17 @@
-"""Report tables: ours beside published numbers."""
+"""The summary: tables (also beside published numbers) and plots."""
 
 from __future__ import annotations
 
-import pandas as pd
+import json
+from pathlib import Path
 
-from xmhash.report.tables import beside_published, to_markdown
+import numpy as np
+import pandas as pd
+import pytest
+
+from xmhash.report.aggregate import aggregate, random_ranking_precision
+from xmhash.report.plots import curves, map_vs_bits, method_styles, training_curves
+from xmhash.report.tables import beside_published, format_std, to_markdown, write_tables
 
 
 def ours() -> pd.DataFrame:
@@ -74,3 +81,217 @@ def test_published_rows_sit_beside_ours_one_table_per_source():
 def test_no_published_rows_for_other_datasets_or_metrics():
     assert beside_published(ours(), published(), "flickr", "coco", "map@all") == []
     assert beside_published(ours(), published(), "flickr", "mirflickr", "map@50_djsrh") == []
+
+
+# ---------------------------------------------------------------- summary of a grid
+
+METHODS = ["lsh", "cca_itq", "djsrh", "jdsh", "dgcpn", "ucch", "ucmfh", "cirh", "daeh"]
+METHODS += ["vtmuch", "enhash", "rshnl"]
+
+
+def run_metrics(method: str, bits: int, seed: int, rng) -> dict:
+    """A metrics.json as the evaluation stage writes it (values made up, shape real)."""
+    level = 0.4 + 0.02 * METHODS.index(method) + 0.05 * np.log2(bits / 16)
+    pr = np.linspace(level + 0.2, 0.25, bits + 1).tolist()  # radius = bits: all retrieved
+    task = {
+        "n_query": 100,
+        "n_query_without_relevant": 20,
+        "map@all": level + 0.01 * rng.standard_normal(),
+        "p@n": {"10": level + 0.1, "100": level},
+        "pr": {
+            "radius": list(range(bits + 1)),
+            "precision": pr,
+            "recall": np.linspace(0, 1, bits + 1).tolist(),
+        },
+    }
+    return {
+        "dataset": "demo",
+        "variant": "",
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "tasks": {"i2t": task, "t2i": task},
+        "chance": {"map@all_expected": 0.26, "random_codes": {"map@all": 0.27}},
+    }
+
+
+@pytest.fixture
+def summary(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = [run_metrics(m, b, s, rng) for m in METHODS for b in (16, 32, 64) for s in (0, 1)]
+    paths = []
+    for i, r in enumerate(runs):
+        paths.append(tmp_path / f"m{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    aggregate(paths, tmp_path / "metrics.tsv", tmp_path / "curves.tsv")
+    return tmp_path
+
+
+def test_no_two_methods_share_colour_and_marker():
+    # one file per method, as the registry has them (importing it would load torch)
+    package = Path(__file__).resolve().parents[1] / "src" / "xmhash" / "methods"
+    registry = sorted(p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "base"))
+    assert len(registry) >= 11
+    names = [*registry, *(f"extra{i}" for i in range(40))]
+    styles = method_styles(names)
+    pairs = [(s.color, s.marker) for s in styles.values()]
+    assert len(set(pairs)) == len(pairs) == len(set(names))
+    assert {m for m, s in styles.items() if s.highlight} == {"enhash", "vtmuch", "rshnl"}
+    assert method_styles(names[:5]) == {m: styles[m] for m in names[:5]}  # stable
+
+
+def test_random_ranking_precision_is_the_relevant_fraction():
+    from xmhash.metrics import evaluate, random_codes
+
+    rng = np.random.default_rng(1)
+    ql, dl = rng.random((60, 5)) < 0.15, rng.random((400, 5)) < 0.15
+    res = evaluate(random_codes(60, 16, 0), random_codes(400, 16, 1), ql, dl, 16, ks=(), pn=(10,))
+    frac = (ql.astype(int) @ dl.T.astype(int) > 0).mean(axis=1)  # R / N per query
+    pr, pn = random_ranking_precision(res)
+    assert pr == pytest.approx(frac[frac > 0].mean())
+    assert pn == pytest.approx(frac.mean())
+
+
+def _legend_outside(fig) -> bool:
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    return all(legend.x0 >= ax.get_window_extent().x1 for ax in fig.axes)
+
+
+def test_map_vs_bits_is_publishable(summary):
+    out = [str(summary / "map.png"), str(summary / "map.pdf")]
+    fig = map_vs_bits(str(summary / "metrics.tsv"), "demo", out, methods=METHODS)
+    assert (summary / "map.png").read_bytes()[:4] == b"\x89PNG"
+    pdf = (summary / "map.pdf").read_bytes()
+    assert pdf[:4] == b"%PDF" and b"/Subtype /Image" not in pdf  # vectors, no raster inside
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64"]
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert "chance" in labels
+    assert _legend_outside(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*METHODS, "chance"]
+    assert any("over 2 seeds" in t.get_text() for t in fig.texts)
+
+
+@pytest.mark.parametrize("kind", ["pr", "pn"])
+def test_curves_carry_the_random_ranking_level(summary, kind):
+    fig = curves(
+        str(summary / "curves.tsv"),
+        str(summary / "metrics.tsv"),
+        "demo",
+        str(summary / f"{kind}.pdf"),
+        kind=kind,
+        methods=METHODS,
+    )
+    expected = 0.25 if kind == "pr" else 0.25 * 80 / 100  # 20 of 100 queries have none relevant
+    for ax in fig.axes:
+        (chance,) = [line for line in ax.get_lines() if line.get_label() == "chance"]
+        assert chance.get_ydata()[0] == pytest.approx(expected)
+    assert _legend_outside(fig)
+    assert len(fig.legends[0].get_texts()) == len(METHODS) + 1
+
+
+def test_training_curves_one_panel_per_trained_method(tmp_path):
+    paths = []
+    for method, epochs in (("djsrh", 3), ("enhash", 3), ("lsh", 0)):
+        for seed in (0, 1):
+            p = tmp_path / method / "32bits" / f"seed{seed}" / "train_log.csv"
+            p.parent.mkdir(parents=True)
+            rows = range(1, epochs + 1) if epochs else [0]
+            p.write_text(
+                "epoch,loss,quant,val_map,seconds\n"
+                + "".join(f"{e},{3 - e + seed},{0.1 * e},{0.2 * e},1.0\n" for e in rows)
+            )
+            paths.append(str(p))
+    fig = training_curves(paths, "demo", str(tmp_path / "t.png"), methods=METHODS)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["djsrh", "enhash"]
+    loss = [line for line in fig.axes[0].get_lines() if line.get_label() == "loss"][0]
+    assert list(loss.get_ydata()) == [2.5, 1.5, 0.5]  # mean over seeds
+    assert any(ax.get_ylabel() == "validation mAP@all" for ax in fig.axes)
+    assert any("closed form (no epochs): lsh" in t.get_text() for t in fig.texts)
+
+
+def test_tables_state_seeds_and_never_print_a_zero_spread(summary):
+    md = summary / "t.md"
+    write_tables(
+        str(summary / "metrics.tsv"),
+        ["map@all", "p@100"],
+        str(md),
+        str(summary / "t.tex"),
+        str(summary / "t.html"),
+        methods=METHODS,
+    )
+    text = md.read_text()
+    assert "demo: map@all, mean ± std over 2 seeds" in text
+    assert "± 0.000" not in text and "$\\pm$ 0.000" not in (summary / "t.tex").read_text()
+    assert "| chance (random codes) | 0.260 |" in text  # expected mAP@all of a random ranking
+    assert "| chance (random codes) | 0.200 |" in text  # expected P@100 of a random ranking
+
+
+def test_cells_show_spread_only_from_two_seeds_and_flag_odd_counts():
+    table = pd.DataFrame(
+        {("i2t", 16): [(0.5, 0.0001, 2), (0.6, float("nan"), 1), (0.3, float("nan"), 0)]},
+        index=["a", "b", "chance"],
+    )
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    md = to_markdown(table, "t")
+    assert "| a | 0.500 ± <0.001 |" in md
+    assert "| b | **0.600** (n=1) |" in md
+    assert format_std(0.0437) == "0.04" and format_std(0.00437) == "0.004"
+    assert format_std(0.0096) == format_std(0.0104) == "0.01"  # one digit after rounding
+
+
+def test_runtime_table_per_rule_and_method(tmp_path):
+    from xmhash.report.runs import read_benchmarks, runtime_table, write_runtime
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {"train": [], "features": []}
+    for method, bits, wall in (("lsh", 16, 2.0), ("enhash", 16, 30.0), ("enhash", 32, 50.0)):
+        p = tmp_path / f"results/benchmarks/demo/{method}/{bits}bits/seed0/train.tsv"
+        p.parent.mkdir(parents=True)
+        p.write_text(head + f"{wall}\t0:00:{int(wall)}\t{wall * 10}\t1\t1\t1\t0\t0\t90\t{wall}\n")
+        files["train"].append(str(p))
+    p = tmp_path / "results/benchmarks/demo/features/synthetic.tsv"
+    p.parent.mkdir(parents=True)
+    p.write_text(head + "4.0\t0:00:04\t300\t1\t1\t1\t0\t0\t90\t3.0\n")
+    files["features"].append(str(p))
+    table = runtime_table(read_benchmarks(files)).set_index(["rule", "method"])
+    assert table.loc[("train", "enhash"), "jobs"] == 2
+    assert table.loc[("train", "enhash"), "median s"] == 40.0
+    assert table.loc[("train", "enhash"), "peak RSS MB"] == 500.0
+    assert table.loc[("features", ""), "max s"] == 4.0
+    assert table.loc[("all", ""), "total min"] == pytest.approx(86 / 60)
+    write_runtime(files, str(tmp_path / "r.md"), str(tmp_path / "r.html"))
+    assert "| train | enhash | 2 | 40 | 50 | " in (tmp_path / "r.md").read_text()
+
+
+def test_graph_statistics_table(tmp_path):
+    from xmhash.report.runs import graph_table, write_graph_stats
+
+    p = tmp_path / "results/demo/graph/synthetic/knn/seed1.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(
+        json.dumps(
+            {
+                "kind": "knn",
+                "nodes": 100,
+                "edges": 700,
+                "communities": 9,
+                "largest": 30,
+                "modularity": 0.61,
+                "diagnostic_nmi": 0.5,
+                "seconds": {"total": 1.5},
+            }
+        )
+    )
+    row = graph_table([str(p)]).iloc[0]
+    assert (row["dataset"], row["encoder"], row["kind"], row["seed"]) == (
+        "demo",
+        "synthetic",
+        "knn",
+        1,
+    )
+    assert (row["communities"], row["modularity"], row["seconds"]) == (9, 0.61, 1.5)
+    write_graph_stats([], str(tmp_path / "g.md"), str(tmp_path / "g.html"))
+    assert "|" not in (tmp_path / "g.md").read_text()  # no graph: a sentence, no empty table

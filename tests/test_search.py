@@ -109,6 +109,7 @@ def own_ranks(searcher: Searcher, hits_per_query, positions) -> np.ndarray:
     )
 
 
+@pytest.mark.workflow
 def test_an_items_own_text_finds_its_image_near_the_top(in_run):
     s = Searcher(in_run)
     n = len(s.codes.database.ids)
@@ -120,6 +121,7 @@ def test_an_items_own_text_finds_its_image_near_the_top(in_run):
     assert all(h.text and h.labels is not None for h in hits[0])
 
 
+@pytest.mark.workflow
 def test_same_modality_search_returns_the_item_itself_at_distance_zero(in_run):
     s = Searcher(in_run)
     hits = s.search_texts([s.texts[5]], k=10, same_modality=True)[0]
@@ -127,6 +129,7 @@ def test_same_modality_search_returns_the_item_itself_at_distance_zero(in_run):
     assert s.codes.database.ids[5] in {h.id for h in hits if h.distance == 0}
 
 
+@pytest.mark.workflow
 def test_backends_agree_on_the_demo_run(in_run):
     pytest.importorskip("faiss")
     texts = list(Searcher(in_run).texts[:30])
@@ -138,6 +141,7 @@ def test_backends_agree_on_the_demo_run(in_run):
         assert {h.id for h in ha if h.distance < last} == {h.id for h in hb if h.distance < last}
 
 
+@pytest.mark.workflow
 def test_cli_prints_json_and_a_table(in_run, capsys):
     text = Searcher(in_run).texts[3]
     assert cli(["search", str(in_run), "--text", text, "-k", "4", "--json"]) == 0
@@ -154,6 +158,7 @@ def test_cli_prints_json_and_a_table(in_run, capsys):
 # --------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.workflow
 def test_a_run_without_exported_codes_is_a_clear_error(in_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -162,6 +167,7 @@ def test_a_run_without_exported_codes_is_a_clear_error(in_run, tmp_path):
         Searcher(run)
 
 
+@pytest.mark.workflow
 def test_codes_and_model_with_different_bits_are_refused(in_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(in_run, run)
@@ -170,6 +176,7 @@ def test_codes_and_model_with_different_bits_are_refused(in_run, tmp_path):
         Searcher(run, features=in_run.parents[3] / "features/synthetic.h5")
 
 
+@pytest.mark.workflow
 def test_an_unreadable_image_is_named(in_run, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
@@ -179,6 +186,7 @@ def test_an_unreadable_image_is_named(in_run, tmp_path):
         Searcher(in_run).search_images([tmp_path / "missing.png"])
 
 
+@pytest.mark.workflow
 def test_empty_queries_are_refused(in_run, tmp_path, capsys):
     s = Searcher(in_run)
     with pytest.raises(SearchError, match="empty query"):

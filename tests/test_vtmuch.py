@@ -194,6 +194,7 @@ def test_autocast_only_on_cuda():
     assert isinstance(method._autocast(), torch.autocast)
 
 
+@pytest.mark.slow
 def test_beats_lsh_clearly_on_a_demo_at_32_bits(score_map, tmp_path):
     """The whole path (vtmuch graph -> training) on a mid-sized demo, against the floor."""
     from xmhash.data.demo import DemoSpec, generate_demo

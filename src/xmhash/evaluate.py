@@ -10,6 +10,7 @@ from xmhash import metrics
 from xmhash.codes import load_codes
 from xmhash.features.store import read_labels
 from xmhash.io import read_json, write_json
+from xmhash.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -75,5 +76,8 @@ def evaluate_run(
             k: summary.get(k) for k in ("selection", "epoch", "epochs", "val_map")
         }
         result["train_seconds"] = summary.get("seconds")
+    result["provenance"] = provenance(
+        {"codes": codes, "features": features, "train_summary": train_summary}
+    )
     write_json(out, result)
     return result

@@ -61,6 +61,7 @@ from xmhash.methods.base import (
     TrainData,
     save_model,
 )
+from xmhash.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -588,6 +589,9 @@ def run_training(
         )
         noise.write_weights(sample_weights_out, rows, weights, flipped, kind)
         summary["weights_auc"] = noise.separation_auc(weights, flipped)
+    summary["provenance"] = provenance(
+        {"features": features, "split": split, **(graph or {})}, device
+    )
     write_json(summary_out, summary)
     ckpt.unlink(missing_ok=True)  # the outputs hold everything now
     return summary

@@ -1,4 +1,24 @@
-# Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots.
+# Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots, and the
+# report's runtime, graph and training-curve pages.
+
+
+# The benchmark file of every job behind the summary, by stage, for the runtime table: a
+# job's benchmark file mirrors its output's path under results/benchmarks/.
+SUMMARY_BENCHMARKS = {
+    f"bench_{stage}{track}": [
+        p.replace("results/", "results/benchmarks/", 1) for p in paths(f"{stage}.tsv")
+    ]
+    for stage in ("train", "evaluate")
+    for track, paths in (("", run_paths), ("_noisy", noisy_run_paths))
+} | {
+    "bench_graph": [
+        p.replace("results/", "results/benchmarks/", 1).replace("_sizes.png", ".tsv")
+        for p in graph_report_targets()
+    ],
+    "bench_features": [
+        f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS
+    ],
+}
 
 
 rule evaluate:
@@ -54,8 +74,10 @@ rule aggregate:
 
 rule tables:
     input:
+        **{k: v for k, v in SUMMARY_BENCHMARKS.items() if v},
         metrics="results/summary/metrics.tsv",
         published=published_input,
+        graph_stats=[p.replace("_sizes.png", ".json") for p in graph_report_targets()],
     output:
         markdown=report(
             "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
@@ -64,11 +86,23 @@ rule tables:
         html=report(
             "results/summary/tables.html", caption="../report/tables.rst", category="Tables"
         ),
+        runtime_markdown="results/summary/runtime.md",
+        runtime_html=report(
+            "results/summary/runtime.html",
+            caption="../report/runtime.rst",
+            category="Runtime",
+        ),
+        graphs_markdown="results/summary/graphs.md",
+        graphs_html=report(
+            "results/summary/graphs.html",
+            caption="../report/graph_stats.rst",
+            category="Graphs",
+        ),
     params:
         metrics=config["report"]["table_metrics"],
         methods=report_methods(),
         published_as=config["report"]["published_as"],
-        code=code_fingerprint("xmhash.report.tables"),
+        code=code_fingerprint("xmhash.report.tables", "xmhash.report.runs"),
     log:
         "logs/summary/tables.log",
     conda:
@@ -86,6 +120,7 @@ rule plots:
     input:
         metrics="results/summary/metrics.tsv",
         curves="results/summary/curves.tsv",
+        history=lambda w: run_paths("train_log.csv", [w.dataset]),
     output:
         map_vs_bits=report(
             "results/summary/plots/{dataset}/map_vs_bits.png",
@@ -105,6 +140,16 @@ rule plots:
             category="Plots",
             subcategory="{dataset}",
         ),
+        training=report(
+            "results/summary/plots/{dataset}/training.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="{dataset}",
+        ),
+        map_vs_bits_pdf="results/summary/plots/{dataset}/map_vs_bits.pdf",
+        pr_pdf="results/summary/plots/{dataset}/pr.pdf",
+        pn_pdf="results/summary/plots/{dataset}/pn.pdf",
+        training_pdf="results/summary/plots/{dataset}/training.pdf",
     params:
         methods=METHODS,
         code=code_fingerprint("xmhash.report.plots"),

@@ -1,8 +1,10 @@
 """Collect every run's ``metrics.json`` into tidy tables.
 
 ``metrics.tsv``: one row per (dataset, variant, method, bits, seed, task, metric) with its
-value. ``task`` is ``i2t``/``t2i``, or ``chance`` for the floor of random codes on the same
-split. ``variant`` is empty for the standard protocol (other tracks, e.g. noisy labels,
+value. ``task`` is ``i2t``/``t2i``, or ``chance`` for what a random ranking scores on the
+same split: ``map@all`` its expected mAP@all, ``precision`` and ``p@N`` its expected
+precision (:func:`random_ranking_precision`), the other ``map@`` variants those of random
+codes. ``variant`` is empty for the standard protocol (other tracks, e.g. noisy labels,
 name themselves there).
 
 ``curves.tsv``: the PR points (by Hamming radius) and P@N points of every run.
@@ -31,6 +33,22 @@ def _key(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def random_ranking_precision(task: dict[str, Any]) -> tuple[float, float] | None:
+    """The expected precision of a random ranking, as (PR's average, P@N's average).
+
+    A random ranking puts a relevant item at any rank with probability R/N (R relevant
+    among N database items), so its expected precision is R/N at every N and at every
+    Hamming radius. The PR curve averages over queries with R > 0: that is its
+    precision at radius = bits, where every item is retrieved. P@N averages over all
+    queries, counting the R = 0 ones as 0, hence the factor of queries with R > 0.
+    """
+    precision = task.get("pr", {}).get("precision")
+    if not precision or precision[-1] != precision[-1]:
+        return None
+    n, without = task["n_query"], task.get("n_query_without_relevant", 0)
+    return precision[-1], precision[-1] * (n - without) / n
+
+
 def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, curves = [], []
     for m in results:
@@ -53,6 +71,13 @@ def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
             rows.append(
                 {**key, "task": "chance", "metric": "map@all", "value": chance["map@all_expected"]}
             )
+        levels = [random_ranking_precision(res) for res in m["tasks"].values()]
+        levels = [lv for lv in levels if lv is not None]
+        if levels:  # the same for every task: queries and database are the same items
+            pr, pn = levels[0]
+            rows.append({**key, "task": "chance", "metric": "precision", "value": pr})
+            for n in next(iter(m["tasks"].values())).get("p@n", {}):
+                rows.append({**key, "task": "chance", "metric": f"p@{n}", "value": pn})
         for metric, value in chance.get("random_codes", {}).items():
             if metric != "map@all":
                 rows.append({**key, "task": "chance", "metric": metric, "value": value})

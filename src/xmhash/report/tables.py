@@ -1,12 +1,18 @@
 """Comparison tables as the papers lay them out: one row per method, columns per task x bits.
 
-Cells are mean ± std over seeds; the best mean of each column is bold. The last row is the
-chance floor (expected mAP@all of a random ranking; random codes for the other metrics)
-on the same split.
+Cells are the mean over seeds, ± the sample standard deviation when there are at least
+two seeds. The title states the number of seeds; a cell with fewer seeds than the rest
+of its table says so (``(n=1)``). The deviation is printed to one significant digit
+(at most three decimals, ``<0.001`` below that): from two or three seeds it is a rough
+spread, not a precise error bar, and more digits would claim otherwise. The best mean
+of each column is bold. The last row is the chance level on the same split: the
+expected mAP@all of a random ranking, the expected precision of a random ranking for
+P@N, random codes for the other mAP variants.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -15,6 +21,50 @@ from xmhash.io import atomic_path
 
 TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 CHANCE = "chance"
+
+
+def read_tsv(path: str) -> pd.DataFrame:
+    """``metrics.tsv`` or ``curves.tsv`` with the empty variant kept as "" and numbers parsed."""
+    df = pd.read_csv(path, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str})
+    for col in ("value", "y"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def seeds_phrase(counts: Sequence[int] | pd.Series) -> str:
+    """The number of seeds as a phrase: 2 seeds, or 1–2 seeds when cells differ."""
+    counts = [int(c) for c in counts if c]
+    if not counts:
+        return "no seeds"
+    lo, hi = min(counts), max(counts)
+    return f"{hi} seed{'s' if hi > 1 else ''}" if lo == hi else f"{lo}–{hi} seeds"
+
+
+def format_std(std: float) -> str:
+    """One significant digit, at most three decimals: 0.04, 0.004, <0.001."""
+    if std < 0.0005:
+        return "<0.001"
+    digits = -math.floor(math.log10(std))
+    if round(std, digits) >= 10.0 ** (1 - digits):  # 0.0096 rounds up to 0.01
+        digits -= 1
+    digits = min(3, max(1, digits))
+    return f"{std:.{digits}f}"
+
+
+def _seed_counts(table: pd.DataFrame) -> list[int]:
+    return [v[2] for row in table.itertuples(index=False) for v in row if _is_cell(v) and v[2]]
+
+
+def table_seeds(table: pd.DataFrame) -> int:
+    """The usual number of seeds of a table's method cells (the most common; the larger
+    on a tie)."""
+    counts = _seed_counts(table)
+    return max(set(counts), key=lambda c: (counts.count(c), c)) if counts else 0
+
+
+def _is_cell(v) -> bool:
+    return isinstance(v, tuple)
 
 
 def comparison(
@@ -49,18 +99,29 @@ def comparison(
     return out
 
 
-def _cell(v, bold: bool, latex: bool) -> str:
-    if not isinstance(v, tuple):
+def _cell(v, bold: bool, latex: bool, seeds: int = 0) -> str:
+    """``mean ± std`` (std only from two or more seeds), ``(n=k)`` when k differs from the
+    table's ``seeds``; published and chance cells (n = 0: no seeds of ours) stay bare."""
+    if not _is_cell(v):
         return "–"
     mean, std, n = v
-    text = (
-        f"{mean:.3f}"
-        if n < 2 or std != std
-        else (f"{mean:.3f} ± {std:.3f}" if not latex else f"{mean:.3f} $\\pm$ {std:.3f}")
-    )
+    text = f"{mean:.3f}"
+    if n >= 2 and std == std:
+        pm, std_text = (
+            ("$\\pm$", format_std(std).replace("<", "$<$")) if latex else ("±", format_std(std))
+        )
+        text += f" {pm} {std_text}"
     if bold:
         text = f"**{text}**" if not latex else f"\\textbf{{{text}}}"
+    if seeds and 0 < n != seeds:
+        text += f" (n={n})"
     return text
+
+
+def _spread(table: pd.DataFrame) -> str:
+    counts = _seed_counts(table)
+    n = seeds_phrase(counts)
+    return f"mean ± std over {n}" if max(counts, default=0) >= 2 else f"one run each ({n})"
 
 
 def _best(table: pd.DataFrame) -> dict:
@@ -73,7 +134,7 @@ def _best(table: pd.DataFrame) -> dict:
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:
-    best = _best(table)
+    best, seeds = _best(table), table_seeds(table)
     head = "| Method | " + " | ".join(f"{TASK_NAMES[t]} {b}" for t, b in table.columns) + " |"
     sep = "|---|" + "---|" * len(table.columns)
     lines = [f"### {title}", "", head, sep]
@@ -81,14 +142,14 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
         label = "chance (random codes)" if m == CHANCE else m
         lines.append(
             f"| {label} | "
-            + " | ".join(_cell(row[c], best.get(c) == m, False) for c in table.columns)
+            + " | ".join(_cell(row[c], best.get(c) == m, False, seeds) for c in table.columns)
             + " |"
         )
     return "\n".join(lines) + "\n"
 
 
 def to_latex(table: pd.DataFrame, title: str) -> str:
-    best = _best(table)
+    best, seeds = _best(table), table_seeds(table)
     bits = sorted({b for _, b in table.columns})
     tasks = [t for t in TASK_NAMES if any(c[0] == t for c in table.columns)]
     spec = "l" + "|".join("c" * len(bits) for _ in tasks)
@@ -107,7 +168,7 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
         lines.append(
             label
             + " & "
-            + " & ".join(_cell(row[c], best.get(c) == m, True) for c in table.columns)
+            + " & ".join(_cell(row[c], best.get(c) == m, True, seeds) for c in table.columns)
             + " \\\\"
         )
     lines += ["\\bottomrule", "\\end{tabular}"]
@@ -115,13 +176,13 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
 
 
 def to_html(table: pd.DataFrame, title: str) -> str:
-    best = _best(table)
+    best, seeds = _best(table), table_seeds(table)
     head = "".join(f"<th>{TASK_NAMES[t]} {b}</th>" for t, b in table.columns)
     rows = []
     for m, row in table.iterrows():
         label = "chance (random codes)" if m == CHANCE else m
         cells = "".join(
-            f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False)}"
+            f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False, seeds)}"
             f"{'</b>' if best.get(c) == m else ''}</td>"
             for c in table.columns
         )
@@ -172,7 +233,7 @@ def beside_published(
                 table.loc[f"{r.method} (published)", (r.task, int(r.bits))] = (
                     float(r.value),
                     float("nan"),
-                    1,
+                    0,
                 )
         features = rows["features"].iloc[0]
         out.append(
@@ -194,16 +255,11 @@ def write_tables(
     published_tsv: str | None = None,
     published_as: Mapping[str, str] | None = None,
 ) -> None:
-    df = pd.read_csv(
-        metrics_tsv, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
-    )
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df = read_tsv(metrics_tsv)
     md, tex, html = ["# Results\n"], [], ["<html><body><h2>Results</h2>"]
     for metric in metrics:
         for (dataset, variant), table in comparison(df, metric, methods).items():
-            title = (
-                f"{dataset}{' / ' + variant if variant else ''}: {metric} (mean ± std over seeds)"
-            )
+            title = f"{dataset}{' / ' + variant if variant else ''}: {metric}, " + _spread(table)
             md.append(to_markdown(table, title))
             tex.append(to_latex(table, title))
             html.append(to_html(table, title))
