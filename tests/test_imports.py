@@ -18,7 +18,10 @@ from conftest import REPO
 PACKAGE = REPO / "src" / "xmhash"
 # shared utilities (file formats and helpers with no stage of their own) come first
 ORDER = [
-    ("utilities", ("xmhash", "xmhash.io", "xmhash.log", "xmhash.bits", "xmhash.device")),
+    (
+        "utilities",
+        ("xmhash", "xmhash.io", "xmhash.log", "xmhash.bits", "xmhash.device", "xmhash.provenance"),
+    ),
     # the modules that own a file format every stage reads or writes
     ("formats", ("xmhash.metrics", "xmhash.codes", "xmhash.features.store")),
     ("data", ("xmhash.data",)),
