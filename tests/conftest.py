@@ -38,6 +38,26 @@ def small_demo():
 
 
 @pytest.fixture(scope="session")
+def small_bow_demo():
+    """A small demo with classic-benchmark features (600 items, 128-d visual-word counts,
+    10-d topic proportions, 10 single-label classes) as a Features object."""
+    from xmhash.data.demo import DemoSpec, generate_demo
+
+    return generate_demo(
+        DemoSpec(
+            kind="bow",
+            n_items=600,
+            n_labels=10,
+            min_labels=1,
+            max_labels=1,
+            latent_dim=32,
+            image_dim=128,
+            text_dim=10,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
 def small_demo_file(small_demo, tmp_path_factory) -> Path:
     from xmhash.features.store import write_features
 
@@ -181,18 +201,29 @@ class DemoData:
         return self.features.image[rows], self.features.text[rows], self.features.labels[rows]
 
 
-@pytest.fixture(scope="session")
-def demo_default() -> DemoData:
-    """The default demo dataset of config.yaml with its seed-0 split."""
+def config_demo(name: str) -> DemoData:
+    """The built-in demo ``datasets.<name>`` of config.yaml with its seed-0 split."""
     import yaml
 
     from xmhash.data.demo import DemoSpec, generate_demo
     from xmhash.data.splits import make_split
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())["datasets"]["demo"]
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())["datasets"][name]
     features = generate_demo(DemoSpec(**cfg["demo"]))
     sizes = {k: cfg["split"][k] for k in ("query", "train", "val")}
     return DemoData(features, make_split(len(features), seed=0, **sizes))
+
+
+@pytest.fixture(scope="session")
+def demo_default() -> DemoData:
+    """The default (CLIP-like) demo dataset of config.yaml with its seed-0 split."""
+    return config_demo("demo")
+
+
+@pytest.fixture(scope="session")
+def demo_bow() -> DemoData:
+    """The classic-benchmark-like demo (demo_bow of config.yaml) with its seed-0 split."""
+    return config_demo("demo_bow")
 
 
 _DEMO_MAPS: dict[tuple, float] = {}
