@@ -1,6 +1,7 @@
 """mAP@all of every method on a built-in demo of config.yaml, per direction, bits and seed.
 
-Each method trains with config.yaml's ``methods.<name>`` block on the demo's training
+Each method trains with config.yaml's ``methods.<name>`` block (updated by
+``method_overrides.<dataset>.<name>``) on the demo's training
 split of each seed (split seed = training seed, as in the workflow) and is scored on the
 query split against the database split (mAP@all, I->T and T->I). The table shows the mean
 over seeds, one cell per direction and code length, and the chance floor (the expected
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from xmhash import metrics  # noqa: E402
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
-from xmhash.methods import METHODS, get_method  # noqa: E402
+from xmhash.methods import METHODS, get_method, method_config  # noqa: E402
 from xmhash.methods.base import DeepMethod, Items, TrainData  # noqa: E402
 from xmhash.train import TrainSettings, cross_modal_map, fit, seed_everything  # noqa: E402
 
@@ -72,7 +73,7 @@ def main() -> None:
         )
         for name in methods:
             cls = get_method(name)
-            params = cls.Params.from_config(config["methods"].get(name) or {}, name)
+            params = cls.Params.from_config(method_config(config, args.dataset, name), name)
             for b in args.bits:
                 t = time.perf_counter()
                 seed_everything(seed)
