@@ -91,29 +91,34 @@ def test_params_reject_unknown_keys_and_bad_types():
 SMOKE_NEEDS = frozenset({"texts", "words", "regions"})
 
 
+@pytest.mark.parametrize("features", ["small_demo", "small_bow_demo"])
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
-    """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip."""
+def test_every_method_trains_and_encodes(name, features, request, tmp_path):
+    """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip;
+    on 64-d CLIP-like features of both modalities, and on 128-d visual-word counts with
+    10-d topic proportions (unequal widths, non-negative, 16 bits > the text width)."""
     from xmhash.train import TrainSettings, fit
 
     cls = METHODS[name]
-    if not cls.needs <= SMOKE_NEEDS:
-        pytest.skip(f"{name} needs {sorted(cls.needs - SMOKE_NEEDS)}; see its own tests")
+    f = request.getfixturevalue(features)
+    available = SMOKE_NEEDS if f.words is not None else frozenset({"texts"})
+    if not cls.needs <= available:
+        pytest.skip(f"{name} needs {sorted(cls.needs - available)}; see its own tests")
     params = cls.Params()
     if hasattr(params, "epochs"):
         params = dataclasses.replace(params, epochs=1, batch_size=64)
     rows = np.arange(200)
-    f = small_demo
     data = TrainData(
         image=torch.tensor(f.image[rows]),
         text=torch.tensor(f.text[rows]),
         rows=rows,
         labels=torch.tensor(f.labels[rows], dtype=torch.float32),
         texts=list(f.texts[rows]),
-        words=f.words.subset(rows),
-        regions=f.regions.subset(rows),
+        words=f.words.subset(rows) if f.words is not None else None,
+        regions=f.regions.subset(rows) if f.regions is not None else None,
     )
-    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
+    dims = {"image_dim": f.image.shape[1], "text_dim": f.text.shape[1]}
+    method = cls(params, bits=16, seed=0, **dims)
     summary = fit(method, data, TrainSettings(device="cpu", checkpoint_every=0))
     assert summary["selection"] in ("closed-form", "last")
     items = Items(image=f.image[300:340], text=f.text[300:340], texts=list(f.texts[300:340]))
