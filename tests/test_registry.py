@@ -130,3 +130,15 @@ def test_every_method_trains_and_encodes(name, features, request, tmp_path):
     back = load_model(tmp_path / "model.pt")
     for modality in ("image", "text"):
         assert (back.encode(items, modality) == method.encode(items, modality)).all()
+
+
+def test_method_overrides_replace_the_method_block_on_their_dataset_only():
+    from xmhash.methods import method_config
+
+    assert method_config(CONFIG, "demo_bow", "djsrh")["beta"] == 0.3
+    assert method_config(CONFIG, "demo", "djsrh")["beta"] == CONFIG["methods"]["djsrh"]["beta"]
+    for dataset, per_method in CONFIG["method_overrides"].items():
+        assert dataset in CONFIG["datasets"], f"method_overrides.{dataset}: no such dataset"
+        for name in per_method:
+            params = method_config(CONFIG, dataset, name)
+            METHODS[name].Params.from_config(params, f"method_overrides.{dataset}.{name}")
