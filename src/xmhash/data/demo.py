@@ -101,13 +101,16 @@ def _generate(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
     return _KINDS[spec.kind](spec)
 
 
-def _generate_clip(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
+def _latent_items(
+    spec: DemoSpec,
+) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The shared latent model: (rng, labels, label latents, item content, z)."""
     if not 1 <= spec.min_labels <= spec.max_labels <= spec.n_labels:
         raise ValueError("need 1 <= min_labels <= max_labels <= n_labels")
     rng = np.random.default_rng(spec.seed)
     n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
 
-    # labels: Zipf-like prevalence, 1..max labels per item
+    # labels: Zipf-like prevalence, min..max labels per item
     prevalence = 1.0 / np.arange(1, c + 1) ** 0.8
     prevalence /= prevalence.sum()
     labels = np.zeros((n, c), np.uint8)
@@ -118,6 +121,12 @@ def _generate_clip(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
     label_latent = _normalize(rng.standard_normal((c, d)))
     content = rng.standard_normal((n, d)) / np.sqrt(d)  # norm ~ 1
     z = _normalize(labels @ label_latent) + spec.content_scale * content
+    return rng, labels, label_latent, content, z
+
+
+def _generate_clip(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
+    rng, labels, label_latent, content, z = _latent_items(spec)
+    n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
 
     # CLIP-like: a tower shared by both modalities (a joint space) plus each modality's own
     # tower (the "modality gap"); dims may differ, then only the own towers apply.
@@ -239,21 +248,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _generate_bow(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
-    if not 1 <= spec.min_labels <= spec.max_labels <= spec.n_labels:
-        raise ValueError("need 1 <= min_labels <= max_labels <= n_labels")
-    rng = np.random.default_rng(spec.seed)
+    rng, labels, label_latent, _, z = _latent_items(spec)
     n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
-
-    prevalence = 1.0 / np.arange(1, c + 1) ** 0.8
-    prevalence /= prevalence.sum()
-    labels = np.zeros((n, c), np.uint8)
-    counts = rng.integers(spec.min_labels, spec.max_labels + 1, size=n)
-    for i, k in enumerate(counts):
-        labels[i, rng.choice(c, size=k, replace=False, p=prevalence)] = 1
-
-    label_latent = _normalize(rng.standard_normal((c, d)))
-    content = rng.standard_normal((n, d)) / np.sqrt(d)
-    z = _normalize(labels @ label_latent) + spec.content_scale * content
 
     def noisy(scale: float) -> np.ndarray:
         return z + scale * _normalize(rng.standard_normal((n, d)))
