@@ -45,9 +45,9 @@ Deviations from the paper and the official code:
   otherwise have to unlearn. CLIP-like features pass unchanged.
 * **Known limit.** UCMFH learns only from the instance-level contrast of paired tokens
   (no similarity target). On the ``demo_bow`` demo (visual-word counts, a weak
-  instance-level signal) it stays about 0.05 mAP@all above LSH (0.22 / 0.20 vs 0.17 /
-  0.15 at 32 bits); more epochs or a 10x fusion learning rate make it worse, so no
-  setting is changed for it.
+  instance-level signal) it stays only about 0.05 mAP@all above LSH (0.226 / 0.208 vs
+  0.173 / 0.154 at 32 bits, mean of three seeds); more epochs or a 10x fusion learning
+  rate make it worse, so no setting is changed for it.
 * The demo config uses one encoder layer, narrower feed-forward and MLP widths and few
   epochs, to fit the demo's time budget; the paper configs carry the paper's values.
 * Codes are x >= 0 of the MLP output (the official code uses sign, where sign(0) = 0).
