@@ -100,3 +100,21 @@ def test_codes_are_pm1_for_both_modalities(small_demo):
     for modality in ("image", "text"):
         codes = m.encode(items, modality)
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_non_negative_text_features_yield_confidently_dissimilar_pairs(small_bow_demo):
+    """10-d topic proportions: every cosine distance is <= 1, so without centring the
+    text side never marks a pair dissimilar and its target follows the features' mean."""
+    import torch.nn.functional as F
+
+    from xmhash.methods.daeh import DAEH, DAEHParams
+
+    data = train_data(small_bow_demo, 400)
+    m = DAEH(DAEHParams(hidden=16, teacher_hidden=16), bits=16, image_dim=128, text_dim=10)
+    m.setup(data)
+    text = F.normalize(m.net.inputs(data.text, "text"), dim=1)
+    conf = confident_pairs(1 - text @ text.T, alpha=2.0, beta=2.0)
+    assert (conf == -1).float().mean() > 0.005
+    labels = torch.as_tensor(small_bow_demo.labels[:400]).float()
+    same = (labels @ labels.T) > 0
+    assert (conf[~same] == -1).float().mean() > 2 * (conf[same] == -1).float().mean()

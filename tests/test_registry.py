@@ -108,26 +108,31 @@ def _smoke_data(f, rows, cls, tmp_path) -> TrainData:
         rows=rows,
         labels=torch.tensor(f.labels[rows], dtype=torch.float32),
         texts=list(f.texts[rows]),
-        words=f.words.subset(rows),
-        regions=f.regions.subset(rows),
+        words=f.words.subset(rows) if f.words is not None else None,
+        regions=f.regions.subset(rows) if f.regions is not None else None,
         graph=graphs,
     )
 
 
+@pytest.mark.parametrize("features", ["small_demo", "small_bow_demo"])
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_trains_and_encodes(name, small_demo, tmp_path):
-    """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip."""
+def test_every_method_trains_and_encodes(name, features, request, tmp_path):
+    """Contract smoke test: 1 epoch, ±1 codes of the right shape, save/load round trip;
+    on 64-d CLIP-like features of both modalities, and on 128-d visual-word counts with
+    10-d topic proportions (unequal widths, non-negative, 16 bits > the text width)."""
     from xmhash.train import TrainSettings, fit
 
     cls = METHODS[name]
-    if not cls.needs <= SMOKE_NEEDS:
-        pytest.skip(f"{name} needs {sorted(cls.needs - SMOKE_NEEDS)}; see its own tests")
+    f = request.getfixturevalue(features)
+    available = SMOKE_NEEDS if f.words is not None else frozenset({"texts"})
+    if not cls.needs <= available:
+        pytest.skip(f"{name} needs {sorted(cls.needs - available)}; see its own tests")
     params = cls.Params()
     if hasattr(params, "epochs"):
         params = dataclasses.replace(params, epochs=1, batch_size=64)
-    f = small_demo
     data = _smoke_data(f, np.arange(200), cls, tmp_path)
-    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0)
+    dims = {"image_dim": f.image.shape[1], "text_dim": f.text.shape[1]}
+    method = cls(params, bits=16, seed=0, **dims)
     summary = fit(method, data, TrainSettings(device="cpu", checkpoint_minutes=0))
     assert summary["selection"] in ("closed-form", "last")
     items = Items(image=f.image[300:340], text=f.text[300:340], texts=list(f.texts[300:340]))
@@ -200,3 +205,15 @@ def test_no_training_step_synchronises_on_cuda(name, small_demo, tmp_path):
 
     method.train_step = strict_step
     fit(method, data, TrainSettings(device="cuda"))
+
+
+def test_method_overrides_replace_the_method_block_on_their_dataset_only():
+    from xmhash.methods import method_config
+
+    assert method_config(CONFIG, "demo_bow", "djsrh")["beta"] == 0.3
+    assert method_config(CONFIG, "demo", "djsrh")["beta"] == CONFIG["methods"]["djsrh"]["beta"]
+    for dataset, per_method in CONFIG["method_overrides"].items():
+        assert dataset in CONFIG["datasets"], f"method_overrides.{dataset}: no such dataset"
+        for name in per_method:
+            params = method_config(CONFIG, dataset, name)
+            METHODS[name].Params.from_config(params, f"method_overrides.{dataset}.{name}")

@@ -1,4 +1,10 @@
-"""The evaluation stage: ``codes.h5`` + labels -> ``metrics.json`` for one run."""
+"""The evaluation stage: ``codes.h5`` + labels -> ``metrics.json`` for one run.
+
+Besides the metrics, ``metrics.json`` describes the codes themselves (``codes``: per set
+and modality the number of distinct codes, the share of constant bits and the share of
+items in the largest code bucket) and lists ``warnings``: collapsed codes (``collapsed``
+is then true) and tasks whose mAP@all is at the chance level. Each warning is also logged.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from xmhash import metrics
-from xmhash.codes import load_codes
+from xmhash.codes import Codes, load_codes
 from xmhash.features.store import read_labels
 from xmhash.io import read_json, write_json
 from xmhash.provenance import provenance
@@ -70,6 +78,11 @@ def evaluate_run(
         "map@all_expected": metrics.expected_random_map(ql, dl),
         "random_codes": {k: v for k, v in rnd.items() if k.startswith("map@")},
     }
+    result["codes"] = code_statistics(c)
+    result["warnings"] = code_warnings(result)
+    result["collapsed"] = any(w.startswith("collapsed") for w in result["warnings"])
+    for warning in result["warnings"]:
+        log.warning("%s (%s bits, seed %s): %s", result["method"], c.bits, result["seed"], warning)
     if train_summary:
         summary = read_json(train_summary)
         result["selection"] = {
@@ -81,3 +94,55 @@ def evaluate_run(
     )
     write_json(out, result)
     return result
+
+
+# codes are collapsed when at most this share of the items have distinct codes, this share
+# of the bits is constant, or one code holds this share of the items
+COLLAPSE = {"distinct_share": 0.01, "constant_bits": 0.25, "largest_bucket": 0.5}
+CHANCE_MARGIN = 0.02  # mAP@all within this of the expected random mAP: "at chance"
+
+
+def code_statistics(c: Codes) -> dict[str, dict[str, dict[str, float]]]:
+    """Per set (query, database) and modality: items, distinct codes, the share of bits
+    that are the same for every item, and the share of items in the largest bucket."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for set_name in ("query", "database"):
+        out[set_name] = {}
+        for modality in ("image", "text"):
+            packed = getattr(getattr(c, set_name), modality)
+            n = len(packed)
+            if n == 0:
+                continue
+            _, counts = np.unique(packed, axis=0, return_counts=True)
+            ones = (c.unpacked(set_name, modality) > 0).mean(axis=0)
+            out[set_name][modality] = {
+                "items": n,
+                "distinct": int(len(counts)),
+                "constant_bits": float(np.mean((ones == 0) | (ones == 1))),
+                "largest_bucket": float(counts.max() / n),
+            }
+    return out
+
+
+def code_warnings(result: dict[str, Any]) -> list[str]:
+    """Human-readable warnings about degenerate codes and chance-level tasks."""
+    warnings = []
+    for set_name, per_modality in result["codes"].items():
+        for modality, s in per_modality.items():
+            reasons = []
+            if s["items"] > 1 and s["distinct"] <= max(1, COLLAPSE["distinct_share"] * s["items"]):
+                reasons.append(f"{s['distinct']} distinct codes for {s['items']} items")
+            if s["constant_bits"] >= COLLAPSE["constant_bits"]:
+                reasons.append(f"{s['constant_bits']:.0%} of the bits constant")
+            if s["items"] > 1 and s["largest_bucket"] >= COLLAPSE["largest_bucket"]:
+                reasons.append(f"{s['largest_bucket']:.0%} of the items share one code")
+            if reasons:
+                warnings.append(f"collapsed {set_name} {modality} codes: " + ", ".join(reasons))
+    chance = result["chance"]["map@all_expected"]
+    for task, scores in result["tasks"].items():
+        if scores["map@all"] < chance + CHANCE_MARGIN:
+            warnings.append(
+                f"{task} mAP@all {scores['map@all']:.3f} is at chance (expected random "
+                f"{chance:.3f})"
+            )
+    return warnings

@@ -156,7 +156,10 @@ def split_spec(wildcards):
 
 
 def method_params(wildcards):
-    return config["methods"].get(wildcards.method) or {}
+    """methods.<method>, updated by method_overrides.<dataset>.<method>."""
+    from xmhash.methods import method_config
+
+    return method_config(config, wildcards.dataset, wildcards.method)
 
 
 def train_settings(wildcards):

@@ -17,6 +17,23 @@ A shared latent semantic model generates both modalities:
 Label frequencies are skewed (Zipf-like), items carry 1-5 labels, and both modalities
 are noisy, so retrieval is meaningful but far from trivial. The output is a feature file
 in exactly the layout the feature stage writes for real data (:mod:`xmhash.features.store`).
+
+``kind: bow`` generates features like the classic benchmarks' published ones instead
+(Wikipedia: SIFT bag of visual words and LDA topics), from the same latent model with one
+label per item (``min_labels = max_labels = 1``):
+
+* the image is a bag of visual words: ``image_dim`` visual words, each with a latent
+  direction; an image draws Poisson(``bow_words``) descriptors from
+  softmax(``bow_sharpness`` * words . z_image), z_image = z plus image noise; its feature
+  is the raw count vector (non-negative, mostly zeros, unnormalised);
+* the text is a topic-proportion vector on the simplex (``text_dim`` topics): a Dirichlet
+  draw with concentration ``topic_concentration`` around softmax(``topic_sharpness`` *
+  topics . z_text), z_text = z plus text noise;
+* texts are short tag lists (label words and noise words) for ``xmhash search``; there are
+  no word or region embeddings (as for Wikipedia), so graph-based VTM-UCH cannot run on it.
+
+Image and text widths differ (128 and 10 in config.yaml's ``demo_bow``), which is what a
+method that assumes CLIP-like, equal-width, unit-norm features trips over.
 """
 
 from __future__ import annotations
@@ -46,6 +63,11 @@ class DemoSpec:
     tag_dropout: float = 0.3  # chance that a label leaves no tag in the text
     noise_tags: float = 1.5  # mean number of random tags per text
     seed: int = 0  # the dataset is fixed by this seed; run seeds only change splits
+    kind: str = "clip"  # clip: dense unit-norm features; bow: visual-word counts + topics
+    bow_words: float = 40.0  # bow: mean visual-word descriptors per image (Poisson)
+    bow_sharpness: float = 1.5  # bow: how peaked an image's visual-word distribution is
+    topic_sharpness: float = 8.0  # bow: how peaked a text's expected topic proportions are
+    topic_concentration: float = 15.0  # bow: Dirichlet concentration (lower = noisier topics)
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -71,12 +93,24 @@ def generate_demo(spec: DemoSpec) -> Features:
 
 
 def _generate(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
+    if spec.kind not in _KINDS:
+        raise ValueError(
+            f"demo kind {spec.kind!r} is unknown; set datasets.<demo>.demo.kind in config.yaml "
+            f"to one of {sorted(_KINDS)}"
+        )
+    return _KINDS[spec.kind](spec)
+
+
+def _latent_items(
+    spec: DemoSpec,
+) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The shared latent model: (rng, labels, label latents, item content, z)."""
     if not 1 <= spec.min_labels <= spec.max_labels <= spec.n_labels:
         raise ValueError("need 1 <= min_labels <= max_labels <= n_labels")
     rng = np.random.default_rng(spec.seed)
     n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
 
-    # labels: Zipf-like prevalence, 1..max labels per item
+    # labels: Zipf-like prevalence, min..max labels per item
     prevalence = 1.0 / np.arange(1, c + 1) ** 0.8
     prevalence /= prevalence.sum()
     labels = np.zeros((n, c), np.uint8)
@@ -87,6 +121,12 @@ def _generate(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
     label_latent = _normalize(rng.standard_normal((c, d)))
     content = rng.standard_normal((n, d)) / np.sqrt(d)  # norm ~ 1
     z = _normalize(labels @ label_latent) + spec.content_scale * content
+    return rng, labels, label_latent, content, z
+
+
+def _generate_clip(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
+    rng, labels, label_latent, content, z = _latent_items(spec)
+    n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
 
     # CLIP-like: a tower shared by both modalities (a joint space) plus each modality's own
     # tower (the "modality gap"); dims may differ, then only the own towers apply.
@@ -200,6 +240,75 @@ def _generate(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
         dim=spec.text_dim,
     )
     return feats, encoder
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _generate_bow(spec: DemoSpec) -> tuple[Features, DemoEncoder]:
+    rng, labels, label_latent, _, z = _latent_items(spec)
+    n, c, d = spec.n_items, spec.n_labels, spec.latent_dim
+
+    def noisy(scale: float) -> np.ndarray:
+        return z + scale * _normalize(rng.standard_normal((n, d)))
+
+    visual_words = _normalize(rng.standard_normal((spec.image_dim, d)))
+    p_words = _softmax(spec.bow_sharpness * noisy(spec.image_noise) @ visual_words.T)
+    n_desc = np.maximum(rng.poisson(spec.bow_words, size=n), 1)
+    image = np.stack([rng.multinomial(k, p) for k, p in zip(n_desc, p_words, strict=True)])
+
+    topics = _normalize(rng.standard_normal((spec.text_dim, d)))
+
+    def topic_mean(latent: np.ndarray) -> np.ndarray:
+        return _softmax(spec.topic_sharpness * _normalize(latent) @ topics.T)
+
+    mean = topic_mean(noisy(spec.text_noise))
+    text = np.stack([rng.dirichlet(spec.topic_concentration * m + 1e-3) for m in mean])
+
+    label_words = [
+        f"{_LABEL_NAMES[lab % len(_LABEL_NAMES)]}{'' if lab < len(_LABEL_NAMES) else lab}"
+        for lab in range(c)
+    ]
+    vocab = dict(zip(label_words, label_latent, strict=True))
+    noise_names = [f"tag{w}" for w in range(spec.noise_words)]
+    noise_latent = _normalize(rng.standard_normal((spec.noise_words, d)))
+    vocab.update(zip(noise_names, noise_latent, strict=True))
+    texts = []
+    for i in range(n):
+        tags = [label_words[lab] for lab in np.flatnonzero(labels[i])]
+        tags = [t for t in tags if rng.random() >= spec.tag_dropout]
+        k = min(rng.poisson(spec.noise_tags), len(noise_names))
+        tags += rng.choice(noise_names, size=k, replace=False).tolist() if k else []
+        texts.append(", ".join(tags or [str(rng.choice(noise_names))]))
+
+    feats = Features(
+        ids=np.array([f"demo{i:06d}" for i in range(n)]),
+        labels=labels,
+        label_names=label_words,
+        image=image.astype(np.float32),
+        text=text.astype(np.float32),
+        texts=np.array(texts),
+        attrs={
+            "dataset": "demo",
+            "encoder": "synthetic",
+            "encoder_id": "xmhash-demo-generator (bag of visual words + topics)",
+            "encoder_revision": "",
+            "preprocessing": {"demo_spec": asdict(spec)},
+            "source": "synthetic",
+        },
+    )
+    encoder = DemoEncoder(
+        vocab=vocab,
+        tower=topic_mean,
+        known=dict(zip(texts, feats.text, strict=True)),
+        dim=spec.text_dim,
+    )
+    return feats, encoder
+
+
+_KINDS = {"clip": _generate_clip, "bow": _generate_bow}
 
 
 class DemoEncoder:

@@ -44,6 +44,14 @@ METHODS: dict[str, type[HashMethod]] = {
 }
 
 
+def method_config(config: dict, dataset: str, method: str) -> dict:
+    """A method's hyperparameters on one dataset: config.yaml's ``methods.<method>``,
+    updated by ``method_overrides.<dataset>.<method>`` (per-dataset settings, e.g. the
+    official code's values for that dataset's features)."""
+    over = (config.get("method_overrides") or {}).get(dataset, {}).get(method) or {}
+    return {**(config["methods"].get(method) or {}), **over}
+
+
 def get_method(name: str) -> type[HashMethod]:
     try:
         return METHODS[name]

@@ -19,6 +19,14 @@ corpus); this is written from the paper.
 
 Codes: sign((x - mean) A R) for images, sign((y - mean) B R) for texts.
 
+**Codes longer than the features.** CCA has at most k = min(image dim, text dim)
+directions (10 for Wikipedia's LDA topics). For bits > k, the k-d CCA space is padded:
+it is mapped into ``bits`` dimensions by k orthonormal rows of a seeded random rotation
+P (k x bits), and ITQ rotates that embedding (the Procrustes step works on the rank-k
+embedding as on any other). The codes then carry no more than k dimensions of signal;
+the extra bits are ITQ-balanced random hyperplanes of the CCA space, so they sharpen
+the Hamming ranking the way added LSH bits do. ``beyond_dims: error`` stops instead.
+
 Deviations: none; the scaling of step 2 is configurable (``corr_power``, 0 = none).
 """
 
@@ -36,6 +44,7 @@ class CCAITQParams(MethodParams):
     reg: float = 0.05  # ridge, relative to the mean eigenvalue (Gong et al.: 1e-4 absolute)
     itq_iters: int = 50  # ITQ alternations (the paper uses 50)
     corr_power: float = 1.0  # scale CCA directions by correlation**power (paper: 1)
+    beyond_dims: str = "pad"  # bits > min(dims): pad (random rotation of the CCA space), error
 
 
 def _inv_sqrt(c: torch.Tensor) -> torch.Tensor:
@@ -49,10 +58,15 @@ class CCAITQ(ClosedFormMethod):
     citation = "Gong et al., TPAMI 2013 (CCA-ITQ)"
 
     def build(self) -> None:
-        if self.bits > min(self.image_dim, self.text_dim):
+        if self.params.beyond_dims not in ("pad", "error"):
+            raise ConfigError(
+                f"methods.cca_itq.beyond_dims: {self.params.beyond_dims!r} is not one of pad, error"
+            )
+        if self.bits > min(self.image_dim, self.text_dim) and self.params.beyond_dims == "error":
             raise ConfigError(
                 f"cca_itq: bits={self.bits} exceeds the feature dimension "
-                f"({min(self.image_dim, self.text_dim)})"
+                f"({min(self.image_dim, self.text_dim)}); set methods.cca_itq.beyond_dims: pad "
+                "to pad the CCA space with a random rotation"
             )
         for mod, dim in (("image", self.image_dim), ("text", self.text_dim)):
             self.net.register_buffer(f"mean_{mod}", torch.zeros(dim))
@@ -74,13 +88,17 @@ class CCAITQ(ClosedFormMethod):
         cyy += p.reg * torch.trace(cyy) / cyy.shape[0] * torch.eye(cyy.shape[0], dtype=x.dtype)
         wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
         u, s, vh = torch.linalg.svd(wx @ cxy @ wy)
-        scale = s[: self.bits].clamp_min(1e-12) ** p.corr_power
-        a = wx @ u[:, : self.bits] * scale
-        b = wy @ vh[: self.bits].T * scale
+        k = min(self.bits, len(s))
+        scale = s[:k].clamp_min(1e-12) ** p.corr_power
+        a = wx @ u[:, :k] * scale
+        b = wy @ vh[:k].T * scale
+        g = torch.Generator().manual_seed(self.seed)
+        if k < self.bits:  # pad: k orthonormal rows of a random rotation, k -> bits
+            pad = self._rotation(g, x.dtype)[:k]
+            a, b = a @ pad, b @ pad
 
         v = torch.cat([x @ a, y @ b])
-        g = torch.Generator().manual_seed(self.seed)
-        r, _ = torch.linalg.qr(torch.randn(self.bits, self.bits, generator=g, dtype=v.dtype))
+        r = self._rotation(g, v.dtype)
         for _ in range(p.itq_iters):
             codes = binary(v @ r)
             uu, _, wh = torch.linalg.svd(v.T @ codes)
@@ -89,6 +107,10 @@ class CCAITQ(ClosedFormMethod):
         self.net.mean_text.copy_(my.float())
         self.net.proj_image.copy_((a @ r).float())
         self.net.proj_text.copy_((b @ r).float())
+
+    def _rotation(self, g: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+        q, _ = torch.linalg.qr(torch.randn(self.bits, self.bits, generator=g, dtype=dtype))
+        return q
 
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return (x - getattr(self.net, f"mean_{modality}")) @ getattr(self.net, f"proj_{modality}")

@@ -42,6 +42,16 @@ Deviations from the paper and the official code:
 * The mutual information uses the Gaussian kernel exp(-||x_i - x_j||^2 / 2 sigma^2) of
   the paper; the official kernel computes exp((2 G_ij - 2 G_jj) / 2 sigma^2), which is not
   symmetric. With alpha = 2 the Renyi entropy is -log ||K||_F^2 (no eigen-decomposition).
+* **Non-negative features** (bag-of-words counts, topic proportions: Wikipedia's SIFT /
+  LDA features). Their cosine distances all lie in [0, 1] and are dominated by the
+  features' common mean: fitted on (0, 1), the mirrored Gaussians put the dissimilar
+  threshold m + beta sigma_R at or beyond 1, so on 10-d topics no pair is ever
+  confidently dissimilar, and the soft target 2 (a1 cos_T + (1 - a1) cos_I) - 1 carries
+  the mean instead of the item (one text code for every item on real Wikipedia features).
+  Inputs are therefore centred on their training mean when they are non-negative
+  (``centre_inputs: auto``, :mod:`xmhash.methods.inputs`), for the similarity and for the
+  networks alike; and the distance histogram spans (0, 2), not (0, 1), since centred
+  cosine distances lie around 1 (the bin width, 1 / ``bins``, is the official one).
 * The official code evaluates the students every 2 epochs on the query set and keeps the
   best; here model selection follows ``training.select``.
 * The demo config uses narrower networks, a larger batch and few epochs for the time
@@ -59,6 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xmhash.methods.base import Batch, DeepMethod, DeepParams, TrainData, mlp
+from xmhash.methods.inputs import InputCentre, check_centre_mode
 
 
 @dataclass(frozen=True)
@@ -77,18 +88,22 @@ class DAEHParams(DeepParams):
     lr: float = 1e-3  # SGD
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    centre_inputs: str = (
+        "auto"  # subtract the training mean: auto (non-negative inputs), always, never
+    )
 
 
 # --------------------------------------------------------------------------- similarity
 
 
 def mirrored_gaussian_thresholds(dist: torch.Tensor, bins: int = 100) -> tuple[float, float, float]:
-    """(mode, sigma_left, sigma_right) of a distance matrix: the mode is the left edge
-    of the fullest of ``bins`` bins on (0, 1); each side is mirrored around it, so the
-    fitted Gaussians have mean = mode and std = RMS distance to the mode on that side."""
+    """(mode, sigma_left, sigma_right) of a cosine-distance matrix: the mode is the left
+    edge of the fullest bin of width 1 / ``bins`` on (0, 2); each side is mirrored around
+    it, so the fitted Gaussians have mean = mode and std = RMS distance to the mode on
+    that side."""
     d = dist.flatten()
-    inside = d[(d > 0) & (d < 1)]
-    counts = torch.bincount((inside * bins).long().clamp(max=bins - 1), minlength=bins)
+    inside = d[(d > 0) & (d < 2)]
+    counts = torch.bincount((inside * bins).long().clamp(max=2 * bins - 1), minlength=2 * bins)
     mode = int(counts.argmax()) / bins
     left, right = d[d <= mode], d[d > mode]
     sigma_l = float((left - mode).pow(2).mean().sqrt()) if len(left) else 0.0
@@ -208,6 +223,8 @@ class DAEH(DeepMethod):
 
     def build(self) -> None:
         p = self.params
+        check_centre_mode(p.centre_inputs, "methods.daeh.centre_inputs")
+        self.net.inputs = InputCentre(self.image_dim, self.text_dim)
         self.net.image = Student(self.image_dim, p.hidden, self.bits)
         self.net.text = Student(self.text_dim, p.hidden, self.bits, init_std=0.3)
         self.net.teacher = Teacher(self.image_dim, p.teacher_hidden, self.bits)
@@ -216,8 +233,13 @@ class DAEH(DeepMethod):
         super().setup(data)
         data.require_dense("daeh similarity")
         p = self.params
+        self.net.inputs.fit(data.image, data.text, p.centre_inputs, self.name)
         self.similarity = daeh_similarity(
-            data.image, data.text, alpha=p.alpha, beta=p.beta, a1=p.a1
+            self.net.inputs(data.image, "image"),
+            self.net.inputs(data.text, "text"),
+            alpha=p.alpha,
+            beta=p.beta,
+            a1=p.a1,
         )
 
     def configure_optimizer(self, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -228,14 +250,15 @@ class DAEH(DeepMethod):
         return opt, None
 
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        return getattr(self.net, modality)(x)
+        return getattr(self.net, modality)(self.net.inputs(x, modality))
 
     def loss(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         p = self.params
         s = self.similarity[batch.idx][:, batch.idx]
         f = torch.tanh(self.project(batch.image, "image"))
         g = torch.tanh(self.project(batch.text, "text"))
-        tea, attr_hat, recon = self.net.teacher(batch.image)
+        image = self.net.inputs(batch.image, "image")
+        tea, attr_hat, recon = self.net.teacher(image)
         terms: dict[str, torch.Tensor] = {}
         for key in ("pair", "distance", "consistency"):
             terms[key] = torch.zeros((), device=f.device)
@@ -246,7 +269,7 @@ class DAEH(DeepMethod):
         ):
             for key, value in pair_terms(a, b, s).items():
                 terms[key] = terms[key] + w * value
-        terms["attribute"] = attribute_terms(tea, recon, attr_hat, batch.image)
+        terms["attribute"] = attribute_terms(tea, recon, attr_hat, image)
         with torch.no_grad():
             mi_image = renyi_mutual_information(s, f)
             mi_text = renyi_mutual_information(s, g)
