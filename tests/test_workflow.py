@@ -138,6 +138,87 @@ def test_metrics_code_change_reruns_evaluation_not_training(wf, edited):
     assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
 
 
+@pytest.fixture
+def new_method(wf):
+    """Add a method to the copied workflow as the README says: one file (a copy of lsh
+    named lsh2) and one registry line, plus its schema entry; remove it afterwards."""
+    methods, schema = wf / "src/xmhash/methods", wf / "workflow/schemas/config.schema.yaml"
+    saved = {p: p.read_text() for p in (methods / "__init__.py", schema)}
+    text = (methods / "lsh.py").read_text().replace('name = "lsh"', 'name = "lsh2"')
+    (methods / "lsh2.py").write_text(text.replace("class LSH(", "class LSH2("))
+    init = saved[methods / "__init__.py"]
+    init = init.replace(
+        "from xmhash.methods.lsh import LSH\n",
+        "from xmhash.methods.lsh import LSH\nfrom xmhash.methods.lsh2 import LSH2\n",
+    )
+    (methods / "__init__.py").write_text(
+        init.replace("        LSH,\n", "        LSH,\n        LSH2,\n")
+    )
+    s = yaml.safe_load(saved[schema])
+    s["properties"]["run"]["properties"]["methods"]["items"]["enum"].append("lsh2")
+    s["properties"]["methods"]["properties"]["lsh2"] = s["properties"]["methods"]["properties"][
+        "lsh"
+    ]
+    schema.write_text(yaml.safe_dump(s))
+    yield "lsh2"
+    (methods / "lsh2.py").unlink()
+    for path, text in saved.items():
+        path.write_text(text)
+
+
+def test_adding_a_method_reruns_nothing_of_the_other_methods(wf, new_method, tmp_path):
+    overlay = tmp_path / "add.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {new_method: {}}}))
+    assert planned_jobs(wf, str(overlay)) == set()
+    grid = {"methods": {new_method: {}}, "run": {"methods": ["lsh", "cca_itq", new_method]}}
+    overlay.write_text(yaml.safe_dump(grid))
+    jobs = planned_jobs(wf, str(overlay))
+    assert {r for r, _ in jobs} == {"train", "export_codes", "evaluate"} | SUMMARY_RULES
+    for rule in ("train", "export_codes", "evaluate"):
+        assert runs_of(jobs, rule) == {new_method}
+
+
+def test_a_version_bump_reruns_nothing(wf, edited):
+    path = wf / "src/xmhash/__init__.py"
+    edited("src/xmhash/__init__.py")
+    path.write_text(path.read_text().replace('__version__ = "', '__version__ = "9'))
+    assert planned_jobs(wf) == set()
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        {"device": "cpu"},
+        {"training": {"checkpoint_every": 5}},
+        {"training": {"val_every": 3}},  # select: paper never validates
+    ],
+)
+def test_settings_that_do_not_change_any_file_rerun_nothing(wf, tmp_path, overlay):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(overlay))
+    assert planned_jobs(wf, str(tmp_path / "o.yaml")) == set()
+
+
+def test_export_mat_adds_the_mat_files_and_reruns_nothing_else(wf, tmp_path):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump({"evaluation": {"export_mat": True}}))
+    jobs = planned_jobs(wf, str(tmp_path / "o.yaml"))
+    assert {r for r, _ in jobs} == {"codes_mat", "all"}
+    assert len([1 for r, _ in jobs if r == "codes_mat"]) == 8
+
+
+@pytest.mark.parametrize(
+    "overlay, rules",
+    [
+        ({"evaluation": {"tie_seed": 3}}, {"evaluate"}),
+        ({"training": {"select": "val"}}, {"train", "export_codes", "evaluate"}),
+    ],
+)
+def test_settings_that_change_content_still_rerun(wf, tmp_path, overlay, rules):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(overlay))
+    jobs = planned_jobs(wf, str(tmp_path / "o.yaml"))
+    assert {r for r, _ in jobs} == rules | SUMMARY_RULES
+    assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
+
+
 @pytest.mark.parametrize(
     "overlay, message",
     [
@@ -154,6 +235,42 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
     assert proc.returncode != 0
     assert "validating config" in proc.stderr + proc.stdout
     assert message in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("key", ["bits", "seeds"])
+def test_a_config_error_is_short_and_names_the_key(tmp_path, key):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "bad.yaml").write_text(yaml.safe_dump({"run": {key: [16.0]}}))
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"run.{key}[0]: 16.0 is not of type 'integer'" in out, out[-3000:]
+    assert len(out.splitlines()) < 20, out  # not the schema (2,600 lines)
+
+
+def test_a_per_dataset_key_that_names_no_dataset_is_an_error(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "bad.yaml").write_text(
+        yaml.safe_dump({"noise": {"overrides": {"wiki": {"rshnl": {"alpha": 0.5}}}}})
+    )
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "noise.overrides" in out and "['wiki']" in out and "'wikipedia'" in out, out[-3000:]
+
+
+def test_the_default_profile_is_in_effect_for_a_plain_run(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wf, "-n", "--cores", "4", "--configfile", SMOKE)
+    out = proc.stdout + proc.stderr
+    assert "Using workflow specific profile workflow/profiles/default" in out
+    # printshellcmds, a setting of that profile, is in force ("Shell command:" per job) ...
+    assert "Shell command:" in out
+    off = snakemake(wf, "-n", "--cores", "4", "--configfile", SMOKE, "--workflow-profile", "none")
+    assert "Shell command:" not in off.stdout + off.stderr
+    # ... and so is its local GPU limit, in the same file
+    profile = yaml.safe_load((wf / "workflow/profiles/default/config.v8+.yaml").read_text())
+    assert profile["resources"] == {"gpu": 1} and profile["rerun-incomplete"] is True
 
 
 def test_lint_is_clean():

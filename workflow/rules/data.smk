@@ -43,7 +43,7 @@ rule split:
         "../../scripts/split.py"
 
 
-# ---------------------------------------------------------------- real datasets (issue 3)
+# ---------------------------------------------------------------- real datasets
 # Compute nodes usually have no internet: the download runs on the submit host. Where
 # files come from (mirrors, local_dir, official_urls) is not a param: changing it must
 # not redo a verified download or the preparation after it.

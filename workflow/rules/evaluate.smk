@@ -1,6 +1,12 @@
 # Evaluation of each run, then the cross-run summary: tidy TSV, tables, plots.
 
 
+# A run that stops on an error (with --keep-going: after every other job) still leaves a
+# summary of the runs that finished, naming the others (xmhash.report.finished).
+onerror:
+    summarise_finished_runs()
+
+
 rule evaluate:
     input:
         codes=f"{RUN}/codes.h5",
@@ -9,7 +15,7 @@ rule evaluate:
     output:
         f"{RUN}/metrics.json",
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_settings,
         code=code_fingerprint("xmhash.evaluate"),
     log:
         f"{LOG}/evaluate.log",

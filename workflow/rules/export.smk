@@ -8,9 +8,7 @@ rule export_codes:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         codes=f"{RUN}/codes.h5",
-        mat=f"{RUN}/codes.mat" if config["evaluation"]["export_mat"] else [],
     params:
-        device=config["device"],
         code=export_code,
     threads: 1
     log:
@@ -25,3 +23,25 @@ rule export_codes:
         gpu=gpu_jobs,
     script:
         "../../scripts/export_codes.py"
+
+
+# evaluation.export_mat adds these files to the targets (common.smk: mat_targets); a rule
+# of its own, so that switching it on or off reruns neither the export nor the metrics
+rule codes_mat:
+    input:
+        "{run}/codes.h5",
+    output:
+        "{run}/codes.mat",
+    params:
+        code=code_fingerprint("xmhash.codes"),
+    wildcard_constraints:
+        run=r"results/.+",
+    log:
+        "logs/codes_mat/{run}.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=scaled(2000, per_input_mb=4.0, on="codes"),
+        runtime=scaled(10),
+    script:
+        "../../scripts/codes_mat.py"

@@ -24,8 +24,9 @@ rule graph:
     conda:
         "../../envs/graph.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=scaled(8000, per_input_mb=2.0),
+        runtime=scaled(60),
+        gpu=gpu_jobs,
     script:
         "../../scripts/graph.py"
 

@@ -1,11 +1,11 @@
-# The noisy-label track (issue 7): corrupt the training labels, then train, export and
+# The noisy-label track: corrupt the training labels, then train, export and
 # evaluate noise.methods on them. The train/export/evaluate rules are the clean track's
 # rules with the run directory one level deeper (noise{noise}/) and, for training, the
 # noisy labels as an extra input; see common.smk for the paths.
 
 
 wildcard_constraints:
-    noise=r"(symall|sym|asym|set)[01](\.\d+)?",
+    noise=NOISE_TAG,
 
 
 rule noise:
@@ -56,7 +56,6 @@ use rule export_codes as export_codes_noisy with:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         codes=f"{NRUN}/codes.h5",
-        mat=f"{NRUN}/codes.mat" if config["evaluation"]["export_mat"] else [],
     log:
         f"{NLOG}/export.log",
 
