@@ -273,6 +273,29 @@ def test_the_default_profile_is_in_effect_for_a_plain_run(tmp_path):
     assert profile["resources"] == {"gpu": 1} and profile["rerun-incomplete"] is True
 
 
+def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "grid.yaml").write_text(yaml.safe_dump({"run": {"bits": [8], "seeds": [0]}}))
+    lsh = wf / "src/xmhash/methods/lsh.py"
+    text = lsh.read_text()
+    assert text.count("    def fit(self, data: TrainData) -> None:\n") == 1
+    lsh.write_text(
+        text.replace(
+            "    def fit(self, data: TrainData) -> None:\n",
+            "    def fit(self, data: TrainData) -> None:\n        raise RuntimeError('broken')\n",
+        )
+    )
+    (wf / "results/summary").mkdir(parents=True)
+    (wf / "results/summary/tables.md").write_text("a summary of an older run\n")
+    args = ["--cores", "2", "--keep-going", "--configfile", SMOKE, "grid.yaml"]
+    proc = snakemake(wf, *args, check=False)
+    assert proc.returncode != 0
+    table = (wf / "results/summary/tables.md").read_text()
+    assert "| cca_itq |" in table and "older run" not in table, table
+    assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
+    assert "results/demo/lsh/8bits/seed0" in (wf / "results/summary/tables.html").read_text()
+
+
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

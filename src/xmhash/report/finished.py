@@ -32,16 +32,21 @@ def summarise_finished(
     tables: Mapping[str, Any],
 ) -> list[str]:
     """Summarise the runs (``metrics.json`` paths) that exist; return the missing runs'
-    directories, which the Markdown and HTML tables name. Writes nothing when no run
-    finished."""
+    directories, which the Markdown and HTML tables name. When no run finished, the
+    tables hold only that list and the older summary files are removed."""
     done = [str(p) for p in runs if Path(p).is_file()]
     missing = [str(Path(p).parent) for p in runs if not Path(p).is_file()]
-    if not done:
-        return missing
-    aggregate(done, metrics_out, curves_out)
-    write_tables(
-        metrics_out, markdown_out=markdown_out, latex_out=latex_out, html_out=html_out, **tables
-    )
+    if done:
+        aggregate(done, metrics_out, curves_out)
+        write_tables(
+            metrics_out, markdown_out=markdown_out, latex_out=latex_out, html_out=html_out, **tables
+        )
+    else:  # no table at all, and no stale one of an older run
+        for out in (metrics_out, curves_out, latex_out):
+            Path(out).unlink(missing_ok=True)
+        Path(markdown_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_out).write_text("# Results\n")
+        Path(html_out).write_text("<html><body><h2>Results</h2></body></html>")
     if missing:
         note = (
             f"{len(missing)} of {len(runs)} runs did not finish (see their logs/ and "
