@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,26 @@ def test_demo_produces_tables_plots_and_report(wf):
     snakemake(wf, "--configfile", SMOKE, "--report", "report.html")
     html = (wf / "report.html").read_text(errors="ignore")
     assert "map_vs_bits.png" in html and "tables.html" in html
+    assert "mailto:" not in html  # metric names such as mAP@all are literals in the captions
+    assert "precision-recall" in html  # the items' labels name them, not their file names
+    snakemake(wf, "--configfile", SMOKE, "--report", "report.zip")
+    with zipfile.ZipFile(wf / "report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("report.html") for n in names), names
+    assert any(n.endswith("map_vs_bits.png") for n in names), names
+
+
+def test_every_rule_that_works_has_a_benchmark_and_resources_that_grow_on_retry():
+    for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
+        for block in re.split(
+            r"\n(?=rule |use rule |localrules:|ruleorder:|onerror:)", smk.read_text()
+        ):
+            if not block.startswith("rule ") or "script:" not in block:
+                continue
+            name = block.split()[1].rstrip(":")
+            assert "benchmark:" in block, f"{smk.name}: rule {name} has no benchmark"
+            for res in ("mem_mb", "runtime"):
+                assert re.search(rf"{res}=scaled\(", block), f"{smk.name}: {name}.{res} is fixed"
 
 
 def test_cca_itq_beats_lsh_and_both_reach_the_chance_floor(wf):
@@ -270,7 +291,20 @@ def test_the_default_profile_is_in_effect_for_a_plain_run(tmp_path):
     assert "Shell command:" not in off.stdout + off.stderr
     # ... and so is its local GPU limit, in the same file
     profile = yaml.safe_load((wf / "workflow/profiles/default/config.v8+.yaml").read_text())
-    assert profile["resources"] == {"gpu": 1} and profile["rerun-incomplete"] is True
+    assert profile["resources"] == {"gpu_load": 100} and profile["rerun-incomplete"] is True
+
+
+def test_cuda_trainings_share_the_gpu_and_whole_gpu_jobs_do_not(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    grid = {"device": "cuda", "jobs_per_gpu": 4, "run": {"methods": ["lsh", "vtmuch"]}}
+    (wf / "gpu.yaml").write_text(yaml.safe_dump(grid))
+    out = snakemake(wf, "-n", "--cores", "2", "--configfile", SMOKE, "gpu.yaml").stdout
+    loads = {}
+    for rule, res in re.findall(r"rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out):
+        found = re.search(r"\bgpu_load=(\d+)", res)
+        loads.setdefault(rule, set()).add(int(found[1]) if found else 0)
+    assert loads["train"] == loads["export_codes"] == {25}, loads
+    assert loads["graph"] == {100} and loads["evaluate"] == loads["split"] == {0}, loads
 
 
 def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_path):
@@ -294,6 +328,12 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
     assert "| cca_itq |" in table and "older run" not in table, table
     assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
     assert "results/demo/lsh/8bits/seed0" in (wf / "results/summary/tables.html").read_text()
+
+
+def test_the_template_test_config_plans_the_small_grid():
+    proc = snakemake(REPO, "-n", "--cores", "1", "--directory", ".test")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["train"] == counts["evaluate"] == "8", counts
 
 
 def test_lint_is_clean():

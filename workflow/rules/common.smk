@@ -219,6 +219,17 @@ def gpu_jobs(wildcards):
     return 1 if uses_cuda() else 0
 
 
+def gpu_share(wildcards):
+    """`gpu_load` (percent of one GPU) of a CUDA training or export job: the default
+    profile caps the sum at `gpu_load: 100`, so `jobs_per_gpu` of them share the GPU."""
+    return 100 // config["jobs_per_gpu"] if uses_cuda() else 0
+
+
+def gpu_whole(wildcards):
+    """`gpu_load` of a CUDA job that wants the whole GPU (graphs)."""
+    return 100 if uses_cuda() else 0
+
+
 def scaled(base, per_input_mb=0.0, on="features"):
     """A resource callable: base + per_input_mb x size of input `on` (MB), x RETRY_GROWTH
     per retry. Scales by one named input that exists before the job's group starts (the

@@ -32,6 +32,8 @@ rule split:
         code=code_fingerprint("xmhash.data.splits"),
     log:
         "logs/{dataset}/splits/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/splits/seed{seed}.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -62,11 +64,13 @@ rule download:
         dataset=alternatives(real_datasets()),
     log:
         "logs/{dataset}/download.log",
+    benchmark:
+        "results/benchmarks/{dataset}/download.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=500,
-        runtime=600,
+        mem_mb=scaled(500),
+        runtime=scaled(600),
     script:
         "../../scripts/download.py"
 

@@ -41,12 +41,15 @@ rule aggregate:
             "results/summary/metrics.tsv",
             caption="../report/metrics.rst",
             category="Tables",
+            labels={"table": "all metrics (TSV)"},
         ),
         curves="results/summary/curves.tsv",
     params:
         code=code_fingerprint("xmhash.report.aggregate"),
     log:
         "logs/summary/aggregate.log",
+    benchmark:
+        "results/benchmarks/summary/aggregate.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -64,11 +67,17 @@ rule tables:
         published=published_input,
     output:
         markdown=report(
-            "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
+            "results/summary/tables.md",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "comparison (Markdown)"},
         ),
         latex="results/summary/tables.tex",
         html=report(
-            "results/summary/tables.html", caption="../report/tables.rst", category="Tables"
+            "results/summary/tables.html",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "comparison"},
         ),
     params:
         metrics=config["report"]["table_metrics"],
@@ -77,6 +86,8 @@ rule tables:
         code=code_fingerprint("xmhash.report.tables"),
     log:
         "logs/summary/tables.log",
+    benchmark:
+        "results/benchmarks/summary/tables.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -98,24 +109,29 @@ rule plots:
             caption="../report/map_vs_bits.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "mAP vs bits"},
         ),
         pr=report(
             "results/summary/plots/{dataset}/pr.png",
             caption="../report/pr.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "precision-recall"},
         ),
         pn=report(
             "results/summary/plots/{dataset}/pn.png",
             caption="../report/pn.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "precision@N"},
         ),
     params:
         methods=METHODS,
         code=code_fingerprint("xmhash.report.plots"),
     log:
         "logs/summary/plots/{dataset}.log",
+    benchmark:
+        "results/benchmarks/summary/plots/{dataset}.tsv"
     conda:
         "../../envs/core.yaml"
     group:

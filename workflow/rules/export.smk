@@ -13,6 +13,8 @@ rule export_codes:
     threads: 1
     log:
         f"{LOG}/export.log",
+    benchmark:
+        f"{BENCH}/export.tsv"
     conda:
         "../../envs/torch.yaml"
     group:
@@ -21,6 +23,7 @@ rule export_codes:
         mem_mb=scaled(4000, per_input_mb=3.0),
         runtime=scaled(15, per_input_mb=0.1),
         gpu=gpu_jobs,
+        gpu_load=gpu_share,
     script:
         "../../scripts/export_codes.py"
 
@@ -38,6 +41,8 @@ rule codes_mat:
         run=r"results/.+",
     log:
         "logs/codes_mat/{run}.log",
+    benchmark:
+        "results/benchmarks/codes_mat/{run}.tsv"
     conda:
         "../../envs/core.yaml"
     resources:

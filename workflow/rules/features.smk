@@ -28,9 +28,10 @@ rule features:
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
         gpu=features_gpu,
+        gpu_load=lambda w: 100 * features_gpu(w),
     script:
         "../../scripts/features.py"
 
@@ -45,10 +46,12 @@ rule demo_images:
         dataset=alternatives(datasets_with_source("demo_images")),
     log:
         "logs/{dataset}/prepared.log",
+    benchmark:
+        "results/benchmarks/{dataset}/prepared.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     script:
         "../../scripts/demo_images.py"

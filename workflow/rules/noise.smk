@@ -20,11 +20,13 @@ rule noise:
         code=code_fingerprint("xmhash.data.noise"),
     log:
         "logs/{dataset}/noise/{noise}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/noise/{noise}/seed{seed}.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     script:
         "../../scripts/noise.py"
 
@@ -58,6 +60,8 @@ use rule export_codes as export_codes_noisy with:
         codes=f"{NRUN}/codes.h5",
     log:
         f"{NLOG}/export.log",
+    benchmark:
+        f"{NBENCH}/export.tsv"
 
 
 use rule evaluate as evaluate_noisy with:
@@ -82,16 +86,19 @@ rule noise_weights_plot:
             caption="../report/noise_weights.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "noisy-label weights"},
         ),
     params:
         code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/plots/{dataset}/noise_weights.log",
+    benchmark:
+        "results/benchmarks/summary/plots/{dataset}/noise_weights.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/noise_weights_plot.py"
 
@@ -104,16 +111,19 @@ rule noise_table:
             "results/summary/noise_table.md",
             caption="../report/noise_table.rst",
             category="Tables",
+            labels={"table": "noisy labels"},
         ),
     params:
         methods=report_methods(),
         code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/noise_table.log",
+    benchmark:
+        "results/benchmarks/summary/noise_table.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/noise_table.py"
