@@ -278,8 +278,11 @@ def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_clus
     for error, call in rejected:
         assert "--gpus=1" in call and "generic resource" in error, (error, call)
         names.add(re.search(r"--comment '?\"?rule_(\w+?)(?:_wildcards|['\"\s])", call)[1])
-    # the feature stage, the graph, a clean and a noisy run's train -> export group
-    assert {"features", "graph", "run_demo_lsh", "run_demo_rshnl"} <= names, (names, out[-4000:])
+    # the feature stage, the graph, and the group jobs (named after the group and its
+    # rules) of a clean and a noisy run's training
+    assert {"features", "graph"} <= names, (names, out[-4000:])
+    for group, rule in (("run_demo_lsh_", "_train"), ("run_demo_rshnl_", "_train_noisy")):
+        assert any(n.startswith(group) and rule in n for n in names), (names, out[-4000:])
     # the CPU jobs they depend on were submitted without a GPU and ran
     assert (wf / "results/demo/noise/set0.5/seed0.npz").exists()
     assert (wf / "resources/shapes/prepared/items.jsonl").exists()

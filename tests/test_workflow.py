@@ -118,7 +118,7 @@ def test_method_param_change_reruns_only_that_method(wf, tmp_path):
 
 
 def test_method_param_change_resubmits_only_that_methods_slurm_group(wf, tmp_path):
-    # issue 8: the same change with the Slurm profile (a dry run, no cluster needed):
+    # the same change with the Slurm profile (a dry run, no cluster needed):
     # one group job for the changed method (all its bits x seeds) and the summary
     overlay = tmp_path / "change.yaml"
     overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
