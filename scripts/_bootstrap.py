@@ -26,3 +26,22 @@ def init(snakemake):
     from xmhash.log import setup_logging
 
     setup_logging(None)
+
+
+def device(snakemake) -> str:
+    """The configured device of a job. It is read from the config, not from params: where
+    a job runs does not change what it writes, so a new device reruns nothing."""
+    return str(snakemake.config["device"])
+
+
+def training_run_settings(snakemake) -> dict:
+    """Training settings that change how a job runs, not the model it writes (so they are
+    not the rule's params): the device, the checkpoint interval and the threads; and
+    val_every, which is in the params only when validation selects the model."""
+    training = snakemake.config["training"]
+    return {
+        "device": device(snakemake),
+        "checkpoint_minutes": training["checkpoint_minutes"],
+        "threads": snakemake.threads,
+        "val_every": training["val_every"],
+    }

@@ -1,6 +1,6 @@
 """export_codes: encode the query and database items with a trained model."""
 
-from _bootstrap import init
+from _bootstrap import device, init
 
 init(snakemake)  # noqa: F821
 
@@ -13,8 +13,7 @@ export_run(
     features=sm.input.features,
     split=sm.input.split,
     codes_out=sm.output.codes,
-    mat_out=sm.output.mat or None,
-    device=sm.params.device,
+    device=device(sm),
     threads=sm.threads,
     attrs={"dataset": sm.wildcards.dataset, "features": sm.input.features},
 )

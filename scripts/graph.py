@@ -1,6 +1,6 @@
 """graph: build one similarity graph and its Leiden communities on a split's training rows."""
 
-from _bootstrap import init
+from _bootstrap import device, init
 
 init(snakemake)  # noqa: F821
 
@@ -17,6 +17,7 @@ build_graph(
     out=sm.output.graph,
     stats_out=sm.output.stats,
     threads=sm.threads,
+    device=device(sm),
     **sm.params.settings,
 )
 wrote(snakemake.output)

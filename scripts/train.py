@@ -1,6 +1,6 @@
 """train: train one method x bits x seed on cached features."""
 
-from _bootstrap import init
+from _bootstrap import init, training_run_settings
 
 init(snakemake)  # noqa: F821
 
@@ -15,7 +15,7 @@ run_training(
     params=sm.params.hp,
     bits=int(sm.wildcards.bits),
     seed=int(sm.wildcards.seed),
-    settings=TrainSettings(**sm.params.settings),
+    settings=TrainSettings(**{**training_run_settings(sm), **sm.params.settings}),
     model_out=sm.output.model,
     summary_out=sm.output.summary,
     history_out=sm.output.history,

@@ -25,7 +25,8 @@ CI = REPO / ".ci/slurm"
 SLURM_PROFILE = "workflow/profiles/slurm"
 CI_PROFILE = "workflow/profiles/slurm-ci"
 RUNDIR = Path(os.environ.get("XMHASH_SLURM_RUNDIR", "/tmp/xmhash-slurm"))
-TIMEOUT = 240  # seconds for one Snakemake run on the CI cluster (then SIGINT)
+# seconds for one Snakemake run on the CI cluster (then SIGINT); more on a loaded machine
+TIMEOUT = int(os.environ.get("XMHASH_SLURM_TIMEOUT", "240"))
 
 
 def planned_submissions(wf: Path, *args: str) -> tuple[list[str], list[str]]:
@@ -107,10 +108,44 @@ def test_gpu_is_requested_only_for_cuda_jobs(tmp_path):
         )
         assert gpus["train"] == gpus["export_codes"] == {want}, (device, gpus)
         assert gpus["evaluate"] == gpus["split"] == {0}, (device, gpus)
-    # the CPU-only CI cluster never gets a GPU request, whatever the config says
-    (wf / "device.yaml").write_text(yaml.safe_dump({"device": "cuda"}))
-    gpus = planned_gpus(wf, "--workflow-profile", CI_PROFILE, "--configfile", SMOKE, "device.yaml")
-    assert gpus["train"] == gpus["export_codes"] == {0}
+
+
+# Every rule whose job runs on the configured `device` (the feature stage, graphs, the
+# clean and the noisy track's training and export); all other rules run on CPU.
+GPU_RULES = {"features", "graph", "train", "export_codes", "train_noisy", "export_codes_noisy"}
+# a grid with every kind of job: a generated image dataset (feature stage), a graph
+# method (vtmuch) and the noisy-label track
+GPU_GRID = {
+    "run": {
+        "datasets": ["demo", "shapes"],
+        "methods": ["lsh", "vtmuch"],
+        "bits": [8],
+        "seeds": [0],
+    },
+    "datasets": {
+        "shapes": {
+            "source": "demo_images",
+            "encoder": "vitb32",
+            "demo_images": {"n_items": 120, "n_labels": 6, "image_size": 48, "n_query": 20},
+            "split": {"query": 20, "train": 60, "val": 10},
+        }
+    },
+    "noise": {"methods": ["rshnl"], "kinds": ["sym"], "rates": [0.5]},
+}
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("profile", ["workflow/profiles/default", SLURM_PROFILE])
+def test_every_job_on_the_configured_device_requests_a_gpu_exactly_on_cuda(tmp_path, profile):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "grid.yaml").write_text(yaml.safe_dump(GPU_GRID))
+    for device, want in (("cuda", 1), ("cpu", 0)):
+        (wf / "device.yaml").write_text(yaml.safe_dump({"device": device}))
+        args = ["--workflow-profile", profile, "--configfile", SMOKE, "grid.yaml", "device.yaml"]
+        gpus = planned_gpus(wf, "--cores", "2", *args)  # a dry run: no CUDA needed
+        assert GPU_RULES <= set(gpus), sorted(gpus)
+        for rule, values in gpus.items():
+            assert values == ({want} if rule in GPU_RULES else {0}), (device, rule, values)
 
 
 # ---------------------------------------------------------------- a real Slurm
@@ -136,9 +171,10 @@ def slurm_cluster():
         subprocess.run(["bash", str(CI / "teardown.sh"), str(RUNDIR)], timeout=120)
 
 
-def run_on_slurm(wf: Path, *configfiles: str) -> str:
+def run_on_slurm(wf: Path, *configfiles: str, extra: tuple[str, ...] = (), ok: bool = True) -> str:
     """One Snakemake run through the CI profile; SIGINT (which cancels the Slurm jobs)
-    after TIMEOUT seconds, KILL 30 s later. Returns stdout + stderr."""
+    after TIMEOUT seconds, KILL 30 s later. Returns stdout + stderr; with ok, asserts
+    that the run succeeded."""
     cmd = [
         "timeout",
         "-s",
@@ -151,6 +187,7 @@ def run_on_slurm(wf: Path, *configfiles: str) -> str:
         "snakemake",
         "--workflow-profile",
         CI_PROFILE,
+        *extra,
         "--configfile",
         *configfiles,
     ]
@@ -158,7 +195,8 @@ def run_on_slurm(wf: Path, *configfiles: str) -> str:
         cmd, cwd=wf, capture_output=True, text=True, env={**os.environ, "XMHASH_PROGRESS": "0"}
     )
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"rc={proc.returncode} (124 = timed out)\n{out[-6000:]}"
+    assert proc.returncode == 0 or not ok, f"rc={proc.returncode} (124 = timed out)\n{out[-6000:]}"
+    assert proc.returncode != 124, f"timed out\n{out[-6000:]}"
     return out
 
 
@@ -218,3 +256,37 @@ def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_clus
     }
     assert not set(again) & set(jobs)
     assert lsh_model.stat().st_mtime_ns == before
+
+    # `device: cuda`: every job on the configured device asks Slurm for a GPU. The CI node
+    # has none, so Slurm rejects exactly those submissions ("Invalid generic resource"),
+    # which shows that the request reached sbatch; no GPU job runs here. The CPU jobs they
+    # depend on (the generated images, the noisy labels) run; training is forced to rerun
+    # because the device alone reruns nothing.
+    gpu = {
+        **GPU_GRID,
+        "device": "cuda",
+        "noise": {"methods": ["rshnl"], "kinds": ["set"], "rates": [0.5]},
+    }
+    (wf / "gpu.yaml").write_text(yaml.safe_dump(gpu))
+    out = run_on_slurm(
+        wf, SMOKE, SLURM_CFG, "gpu.yaml", extra=("--keep-going", "--forcerun", "train"), ok=False
+    )
+    text = out.replace("\\n", "\n")
+    rejected = re.findall(
+        r"SLURM sbatch failed\. The error message was '([^']*)'\.?\s+sbatch call:\s+(sbatch[^\n]*)",
+        text,
+    )
+    assert rejected, out[-6000:]
+    names = set()
+    for error, call in rejected:
+        assert "--gpus=1" in call and "generic resource" in error, (error, call)
+        found = re.search(r"rule_(\w+?)(?:_wildcards|['\"\s]|$)", call)
+        names.add(found[1] if found else call)
+    # the feature stage, the graph, and the group jobs (named after the group and its
+    # rules) of a clean and a noisy run's training
+    assert {"features", "graph"} <= names, (names, out[-4000:])
+    for group, rule in (("run_demo_lsh_", "_train"), ("run_demo_rshnl_", "_train_noisy")):
+        assert any(n.startswith(group) and rule in n for n in names), (names, out[-4000:])
+    # the CPU jobs they depend on were submitted without a GPU and ran
+    assert (wf / "results/demo/noise/set0.5/seed0.npz").exists()
+    assert (wf / "resources/shapes/prepared/items.jsonl").exists()

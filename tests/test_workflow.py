@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,26 @@ def test_demo_produces_tables_plots_and_report(wf):
     snakemake(wf, "--configfile", SMOKE, "--report", "report.html")
     html = (wf / "report.html").read_text(errors="ignore")
     assert "map_vs_bits.png" in html and "tables.html" in html
+    assert "mailto:" not in html  # metric names such as mAP@all are literals in the captions
+    assert "precision-recall" in html  # the items' labels name them, not their file names
+    snakemake(wf, "--configfile", SMOKE, "--report", "report.zip")
+    with zipfile.ZipFile(wf / "report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("report.html") for n in names), names
+    assert any(n.endswith("map_vs_bits.png") for n in names), names
+
+
+def test_every_rule_that_works_has_a_benchmark_and_resources_that_grow_on_retry():
+    for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
+        for block in re.split(
+            r"\n(?=rule |use rule |localrules:|ruleorder:|onerror:)", smk.read_text()
+        ):
+            if not block.startswith("rule ") or "script:" not in block:
+                continue
+            name = block.split()[1].rstrip(":")
+            assert "benchmark:" in block, f"{smk.name}: rule {name} has no benchmark"
+            for res in ("mem_mb", "runtime"):
+                assert re.search(rf"{res}=scaled\(", block), f"{smk.name}: {name}.{res} is fixed"
 
 
 def test_cca_itq_beats_lsh_and_both_reach_the_chance_floor(wf):
@@ -97,7 +118,7 @@ def test_method_param_change_reruns_only_that_method(wf, tmp_path):
 
 
 def test_method_param_change_resubmits_only_that_methods_slurm_group(wf, tmp_path):
-    # issue 8: the same change with the Slurm profile (a dry run, no cluster needed):
+    # the same change with the Slurm profile (a dry run, no cluster needed):
     # one group job for the changed method (all its bits x seeds) and the summary
     overlay = tmp_path / "change.yaml"
     overlay.write_text(yaml.safe_dump({"methods": {"cca_itq": {"itq_iters": 7}}}))
@@ -138,6 +159,88 @@ def test_metrics_code_change_reruns_evaluation_not_training(wf, edited):
     assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
 
 
+@pytest.fixture
+def new_method(wf):
+    """Add a method to the copied workflow as the README says: one file (a copy of lsh
+    named lsh2) and one registry line, plus its schema entry; remove it afterwards."""
+    methods, schema = wf / "src/xmhash/methods", wf / "workflow/schemas/config.schema.yaml"
+    saved = {p: p.read_text() for p in (methods / "__init__.py", schema)}
+    text = (methods / "lsh.py").read_text().replace('name = "lsh"', 'name = "lsh2"')
+    (methods / "lsh2.py").write_text(text.replace("class LSH(", "class LSH2("))
+    init = saved[methods / "__init__.py"]
+    init = init.replace(
+        "from xmhash.methods.lsh import LSH\n",
+        "from xmhash.methods.lsh import LSH\nfrom xmhash.methods.lsh2 import LSH2\n",
+    )
+    (methods / "__init__.py").write_text(
+        init.replace("        LSH,\n", "        LSH,\n        LSH2,\n")
+    )
+    s = yaml.safe_load(saved[schema])
+    s["properties"]["run"]["properties"]["methods"]["items"]["enum"].append("lsh2")
+    s["properties"]["methods"]["properties"]["lsh2"] = s["properties"]["methods"]["properties"][
+        "lsh"
+    ]
+    schema.write_text(yaml.safe_dump(s))
+    yield "lsh2"
+    (methods / "lsh2.py").unlink()
+    for path, text in saved.items():
+        path.write_text(text)
+
+
+def test_adding_a_method_reruns_nothing_of_the_other_methods(wf, new_method, tmp_path):
+    overlay = tmp_path / "add.yaml"
+    overlay.write_text(yaml.safe_dump({"methods": {new_method: {}}}))
+    assert planned_jobs(wf, str(overlay)) == set()
+    grid = {"methods": {new_method: {}}, "run": {"methods": ["lsh", "cca_itq", new_method]}}
+    overlay.write_text(yaml.safe_dump(grid))
+    jobs = planned_jobs(wf, str(overlay))
+    assert {r for r, _ in jobs} == {"train", "export_codes", "evaluate"} | SUMMARY_RULES
+    for rule in ("train", "export_codes", "evaluate"):
+        assert runs_of(jobs, rule) == {new_method}
+
+
+def test_a_version_bump_reruns_nothing(wf, edited):
+    path = wf / "src/xmhash/__init__.py"
+    edited("src/xmhash/__init__.py")
+    path.write_text(path.read_text().replace('__version__ = "', '__version__ = "9'))
+    assert planned_jobs(wf) == set()
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        {"device": "cpu"},
+        {"training": {"checkpoint_minutes": 5}},
+        {"training": {"threads": 2}},
+        {"training": {"val_every": 3}},  # select: paper never validates
+    ],
+)
+def test_settings_that_do_not_change_any_file_rerun_nothing(wf, tmp_path, overlay):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(overlay))
+    assert planned_jobs(wf, str(tmp_path / "o.yaml")) == set()
+
+
+def test_export_mat_adds_the_mat_files_and_reruns_nothing_else(wf, tmp_path):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump({"evaluation": {"export_mat": True}}))
+    jobs = planned_jobs(wf, str(tmp_path / "o.yaml"))
+    assert {r for r, _ in jobs} == {"codes_mat", "all"}
+    assert len([1 for r, _ in jobs if r == "codes_mat"]) == 8
+
+
+@pytest.mark.parametrize(
+    "overlay, rules",
+    [
+        ({"evaluation": {"tie_seed": 3}}, {"evaluate"}),
+        ({"training": {"select": "val"}}, {"train", "export_codes", "evaluate"}),
+    ],
+)
+def test_settings_that_change_content_still_rerun(wf, tmp_path, overlay, rules):
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(overlay))
+    jobs = planned_jobs(wf, str(tmp_path / "o.yaml"))
+    assert {r for r, _ in jobs} == rules | SUMMARY_RULES
+    assert len([1 for r, _ in jobs if r == "evaluate"]) == 8
+
+
 @pytest.mark.parametrize(
     "overlay, message",
     [
@@ -154,6 +257,84 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
     assert proc.returncode != 0
     assert "validating config" in proc.stderr + proc.stdout
     assert message in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("key", ["bits", "seeds"])
+def test_a_config_error_is_short_and_names_the_key(tmp_path, key):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "bad.yaml").write_text(yaml.safe_dump({"run": {key: [16.0]}}))
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"run.{key}[0]: 16.0 is not of type 'integer'" in out, out[-3000:]
+    assert len(out.splitlines()) < 20, out  # not the schema (2,600 lines)
+
+
+def test_a_per_dataset_key_that_names_no_dataset_is_an_error(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "bad.yaml").write_text(
+        yaml.safe_dump({"noise": {"overrides": {"wiki": {"rshnl": {"alpha": 0.5}}}}})
+    )
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "noise.overrides" in out and "['wiki']" in out and "'wikipedia'" in out, out[-3000:]
+
+
+def test_the_default_profile_is_in_effect_for_a_plain_run(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    proc = snakemake(wf, "-n", "--cores", "4", "--configfile", SMOKE)
+    out = proc.stdout + proc.stderr
+    assert "Using workflow specific profile workflow/profiles/default" in out
+    # printshellcmds, a setting of that profile, is in force ("Shell command:" per job) ...
+    assert "Shell command:" in out
+    off = snakemake(wf, "-n", "--cores", "4", "--configfile", SMOKE, "--workflow-profile", "none")
+    assert "Shell command:" not in off.stdout + off.stderr
+    # ... and so is its local GPU limit, in the same file
+    profile = yaml.safe_load((wf / "workflow/profiles/default/config.v8+.yaml").read_text())
+    assert profile["resources"] == {"gpu_load": 100} and profile["rerun-incomplete"] is True
+
+
+def test_cuda_trainings_share_the_gpu_and_whole_gpu_jobs_do_not(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    grid = {"device": "cuda", "jobs_per_gpu": 4, "run": {"methods": ["lsh", "vtmuch"]}}
+    (wf / "gpu.yaml").write_text(yaml.safe_dump(grid))
+    out = snakemake(wf, "-n", "--cores", "2", "--configfile", SMOKE, "gpu.yaml").stdout
+    loads = {}
+    for rule, res in re.findall(r"rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", out):
+        found = re.search(r"\bgpu_load=(\d+)", res)
+        loads.setdefault(rule, set()).add(int(found[1]) if found else 0)
+    assert loads["train"] == loads["export_codes"] == {25}, loads
+    assert loads["graph"] == {100} and loads["evaluate"] == loads["split"] == {0}, loads
+
+
+def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "grid.yaml").write_text(yaml.safe_dump({"run": {"bits": [8], "seeds": [0]}}))
+    lsh = wf / "src/xmhash/methods/lsh.py"
+    text = lsh.read_text()
+    assert text.count("    def fit(self, data: TrainData) -> None:\n") == 1
+    lsh.write_text(
+        text.replace(
+            "    def fit(self, data: TrainData) -> None:\n",
+            "    def fit(self, data: TrainData) -> None:\n        raise RuntimeError('broken')\n",
+        )
+    )
+    (wf / "results/summary").mkdir(parents=True)
+    (wf / "results/summary/tables.md").write_text("a summary of an older run\n")
+    args = ["--cores", "2", "--keep-going", "--configfile", SMOKE, "grid.yaml"]
+    proc = snakemake(wf, *args, check=False)
+    assert proc.returncode != 0
+    table = (wf / "results/summary/tables.md").read_text()
+    assert "| cca_itq |" in table and "older run" not in table, table
+    assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
+    assert "results/demo/lsh/8bits/seed0" in (wf / "results/summary/tables.html").read_text()
+
+
+def test_the_template_test_config_plans_the_small_grid():
+    proc = snakemake(REPO, "-n", "--cores", "1", "--directory", ".test")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["train"] == counts["evaluate"] == "8", counts
 
 
 def test_lint_is_clean():

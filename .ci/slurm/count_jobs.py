@@ -48,7 +48,7 @@ def count_submissions(configfiles: list[str], components: dict[str, int]) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         # an empty working directory (symlinked sources): the whole grid is planned
         work = Path(tmp)
-        for name in ("Snakefile", "config.yaml", "workflow", "scripts", "envs", "src", "config"):
+        for name in ("config.yaml", "workflow", "scripts", "envs", "src", "config"):
             if (REPO / name).exists():
                 os.symlink(REPO / name, work / name)
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL}, dryrun=True)) as api:
@@ -56,7 +56,7 @@ def count_submissions(configfiles: list[str], components: dict[str, int]) -> dic
                 resource_settings=ResourceSettings(cores=1, nodes=1),
                 config_settings=ConfigSettings(configfiles=configfiles),
                 storage_settings=StorageSettings(),
-                snakefile=work / "Snakefile",
+                snakefile=work / "workflow/Snakefile",
                 workdir=work,
             )
             dag_api = wf_api.dag(DAGSettings())

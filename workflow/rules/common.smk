@@ -1,42 +1,49 @@
-# Helpers shared by the .smk files: config checks, path and parameter functions,
-# target lists, code fingerprints. Only functions and constants here.
+# Snakemake glue shared by the .smk files (config checks, path and parameter functions,
+# target lists, resources); the logic behind them is in xmhash.plan, tested on its own.
 
-import ast
-import hashlib
 import math
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-SRC = Path(workflow.basedir).joinpath("src")
+# The DAG is planned with the xmhash of this checkout, as its jobs run it
+# (scripts/_bootstrap.py), whatever copy of the package is installed.
+SRC = Path(workflow.basedir).parent / "src"
+sys.path[:0] = [str(SRC)]
+
+from xmhash import plan  # noqa: E402
+from xmhash.data.datasets import SOURCES as DATASET_SOURCES  # noqa: E402
+
+
+def _checked(check, *args, **kwargs):
+    """Run a config check; a ConfigError becomes a short WorkflowError (no traceback)."""
+    try:
+        return check(*args, **kwargs)
+    except plan.ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 # ---------------------------------------------------------------- config checks
 
-
-def _check_keys(listed, defined, what):
-    missing = [k for k in listed if k not in defined]
-    if missing:
-        raise WorkflowError(
-            f"config.yaml: run.{what} lists {missing}, which have no block under "
-            f"`{what}:` (defined: {sorted(defined)})"
-        )
-
-
-_check_keys(config["run"]["datasets"], config["datasets"], "datasets")
-_check_keys(config["run"]["methods"], config.get("methods", {}), "methods")
+_checked(plan.validate_config, config, Path(workflow.basedir) / "schemas/config.schema.yaml")
+_checked(plan.check_names, config["run"]["datasets"], config["datasets"], "run.datasets", "datasets")
+_checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
+_checked(plan.check_per_dataset_keys, config)
 
 DATASETS = config["run"]["datasets"]
 METHODS = config["run"]["methods"]
 BITS = config["run"]["bits"]
 SEEDS = config["run"]["seeds"]
+SOURCE = plan.SourceTree(SRC)
+alternatives = plan.alternatives
 
 
-def alternatives(names):
-    """A regex matching exactly one of ``names`` (or nothing)."""
-    return "|".join(sorted(names, key=len, reverse=True)) or "(?!x)x"
+def code_fingerprint(*modules, exclude=()):
+    """Digest of the xmhash source a job runs (a rule's `code` param): see xmhash.plan."""
+    return _checked(SOURCE.fingerprint, *modules, exclude=tuple(exclude))
 
 
 # ---------------------------------------------------------------- paths
@@ -55,16 +62,13 @@ def encoder_key(dataset):
     cfg = dataset_cfg(dataset)
     if cfg["source"] == "demo":
         return "synthetic"
-    if cfg["source"] not in DATASET_SOURCES:  # features (issue 4): demo_images
+    if cfg["source"] not in DATASET_SOURCES:  # demo_images
         return cfg.get("encoder") or "vitb32"
-    return cfg.get("encoder") or imported_encoder(dataset) or "vitb32"  # datasets (issue 3)
+    return cfg.get("encoder") or imported_encoder(dataset) or "vitb32"
 
 
 def features_path(wildcards):
     return f"results/{wildcards.dataset}/features/{encoder_key(wildcards.dataset)}.h5"
-
-
-# ---- features ----------------------------------------------------------------
 
 
 def datasets_with_prepared():
@@ -109,19 +113,14 @@ def demo_images_spec(wildcards):
     return dataset_cfg(wildcards.dataset).get("demo_images", {})
 
 
-
 RUN = "results/{dataset}/{method}/{bits}bits/seed{seed}"
 LOG = "logs/{dataset}/{method}/{bits}bits/seed{seed}"
 BENCH = "results/benchmarks/{dataset}/{method}/{bits}bits/seed{seed}"
 
 
 def run_paths(filename, datasets=None):
-    return expand(
-        f"{RUN}/{filename}",
-        dataset=datasets or DATASETS,
-        method=METHODS,
-        bits=BITS,
-        seed=SEEDS,
+    return plan.grid_paths(
+        f"{RUN}/{filename}", dataset=datasets or DATASETS, method=METHODS, bits=BITS, seed=SEEDS
     )
 
 
@@ -130,21 +129,53 @@ def published_input(wildcards):
     return [config["report"]["published"]] if config["report"]["published_as"] else []
 
 
+def mat_targets():
+    """codes.mat of every run, when evaluation.export_mat asks for them."""
+    if not config["evaluation"]["export_mat"]:
+        return []
+    return run_paths("codes.mat") + noisy_run_paths("codes.mat")
+
+
 def final_targets():
     return [
         *graph_report_targets(),
         "results/summary/metrics.tsv",
         "results/summary/tables.md",
-        *expand(
+        *plan.grid_paths(
             "results/summary/plots/{dataset}/{plot}.png",
             dataset=DATASETS,
             plot=["map_vs_bits", "pr", "pn"],
         ),
         *noise_targets(),
+        *mat_targets(),
     ]
 
 
+def summarise_finished_runs():
+    """The summary files from the runs that finished (on error; see evaluate.smk)."""
+    from xmhash.report.finished import summarise_finished
+
+    published = published_input(None)
+    summarise_finished(
+        run_paths("metrics.json") + noisy_run_paths("metrics.json"),
+        metrics_out="results/summary/metrics.tsv",
+        curves_out="results/summary/curves.tsv",
+        markdown_out="results/summary/tables.md",
+        latex_out="results/summary/tables.tex",
+        html_out="results/summary/tables.html",
+        tables={
+            "metrics": config["report"]["table_metrics"],
+            "methods": report_methods(),
+            "published_tsv": published[0] if published else None,
+            "published_as": config["report"]["published_as"],
+        },
+    )
+
+
 # ---------------------------------------------------------------- params
+# `device` is in no rule's params: where a job runs does not change what it writes
+# (beyond floating-point noise), so moving a run to a GPU reruns nothing; the scripts
+# read it from the config (scripts/_bootstrap.py: device()).
 
 
 def demo_spec(wildcards):
@@ -163,73 +194,29 @@ def method_params(wildcards):
 
 
 def train_settings(wildcards):
-    return {"device": config["device"], **config["training"]}
+    """training: what changes the model. checkpoint_minutes only sets how often a job saves
+    a resumable state (a resumed run equals an uninterrupted one) and threads how many
+    cores it uses; val_every matters only when validation selects the model (select: val)."""
+    return _model_settings(config["training"])
 
 
-# ---------------------------------------------------------------- code fingerprints
-# Snakemake reruns a job when its own script changes, not when a package module it
-# imports changes. code_fingerprint() hashes the source of the given xmhash modules and
-# of every xmhash module they import (transitively); rules put it in their params, so a
-# change to, say, methods/djsrh.py reruns exactly the djsrh jobs. Imports made by a
-# package's __init__.py (the method registry) are not followed: a registry line does not
-# make every method depend on every other. `exclude` drops modules a job imports but does
-# not run (training runs xmhash.metrics only for `select: val`), so that a fix to the
-# metrics reruns the evaluations, not the trainings.
+def _model_settings(training):
+    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else ("val_every",))
+    return {k: v for k, v in training.items() if k not in unused}
 
 
-def _module_file(name):
-    base = SRC.joinpath(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.exists():
-            return cand
-    return None
+# training settings a job reads from the config (scripts/_bootstrap.py), not its params
+RUNTIME_TRAINING = ("checkpoint_minutes", "threads")
 
 
-def _imported(name, path):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                mod = f"{base}.{node.module}" if node.module else base
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            found.update(f"{mod}.{a.name}" for a in node.names)
-    return {m for m in found if m.split(".")[0] == "xmhash"}
-
-
-@lru_cache(maxsize=None)
-def code_fingerprint(*modules, exclude=()):
-    missing = [m for m in modules if _module_file(m) is None]
-    if missing:
-        raise WorkflowError(f"code_fingerprint: no source for {missing} under {SRC}")
-    seen, todo = {}, list(modules)
-    while todo:
-        name = todo.pop()
-        path = _module_file(name)
-        if path is None or name in seen or name in exclude:
-            continue
-        seen[name] = path
-        if path.name != "__init__.py":
-            todo.extend(_imported(name, path))
-    digest = hashlib.sha256()
-    for name in sorted(seen):
-        digest.update(name.encode())
-        digest.update(seen[name].read_bytes())
-    return digest.hexdigest()[:16]
+def evaluation_settings(wildcards):
+    """evaluation: minus export_mat (which adds codes.mat files, not metrics)."""
+    return {k: v for k, v in config["evaluation"].items() if k != "export_mat"}
 
 
 def train_code(wildcards):
     unused = () if config["training"]["select"] == "val" else ("xmhash.metrics",)
-    return code_fingerprint(
-        "xmhash.train", f"xmhash.methods.{wildcards.method}", exclude=unused
-    )
+    return code_fingerprint("xmhash.train", f"xmhash.methods.{wildcards.method}", exclude=unused)
 
 
 def export_code(wildcards):
@@ -237,13 +224,13 @@ def export_code(wildcards):
 
 
 # ---------------------------------------------------------------- cluster resources
-# (issue 8: Slurm profile) Portable resources for the rules. gpu=1 only when the job
-# runs on CUDA, decided from config["device"] alone (not from the hardware of the host
-# that plans the DAG: a login node has no GPU, and the job re-evaluates its resources on
-# the compute node, so both must agree). `device: auto` therefore requests no GPU: on a
-# cluster, set `device: cuda` to get GPU jobs. mem_mb and runtime grow with the size of
-# the job's input (the feature file dominates) and by RETRY_GROWTH per retry
-# (`retries:` in the profiles), so a job killed for memory or time comes back bigger.
+# gpu=1 exactly for the jobs that run on CUDA, decided from the config alone (not from
+# the hardware of the host that plans the DAG: a login node has no GPU, and the job
+# re-evaluates its resources on the compute node, so both must agree). `device: auto`
+# therefore requests no GPU: on a cluster, set `device: cuda` to get GPU jobs. mem_mb and
+# runtime grow with the size of the job's input (the feature file dominates) and by
+# RETRY_GROWTH per retry (`retries:` in the profiles), so a job killed for memory or
+# time comes back bigger.
 
 RETRY_GROWTH = 1.5
 
@@ -253,8 +240,19 @@ def uses_cuda():
 
 
 def gpu_jobs(wildcards):
-    """`gpu` resource: 1 for a job that runs on CUDA, else 0."""
+    """`gpu` resource of the jobs that run on `device`: 1 on CUDA, else 0."""
     return 1 if uses_cuda() else 0
+
+
+def gpu_share(wildcards):
+    """`gpu_load` (percent of one GPU) of a CUDA training or export job: the default
+    profile caps the sum at `gpu_load: 100`, so `jobs_per_gpu` of them share the GPU."""
+    return 100 // config["jobs_per_gpu"] if uses_cuda() else 0
+
+
+def gpu_whole(wildcards):
+    """`gpu_load` of a CUDA job that wants the whole GPU (graphs)."""
+    return 100 if uses_cuda() else 0
 
 
 def scaled(base, per_input_mb=0.0, on="features"):
@@ -272,25 +270,23 @@ def scaled(base, per_input_mb=0.0, on="features"):
     return resource
 
 
-# ---------------------------------------------------------------- end cluster resources
-
-# ---------------------------------------------------------------- datasets (issue 3)
-# Real datasets: the registry (src/xmhash/data/datasets/) says which official files a
-# source needs and whether it ships features to import. Download -> prepare layout:
+# ---------------------------------------------------------------- real datasets
+# The registry (src/xmhash/data/datasets/) says which official files a source needs and
+# whether it ships features to import. Download -> prepare layout:
 #   resources/{dataset}/downloads/<official files> + manifest.json   (rule download)
 #   resources/{dataset}/prepared/{items.jsonl,meta.json,images/}     (rule prepare)
 #   results/{dataset}/features/<imported encoder>.h5                 (rule import_features)
 
-import sys
-
-if str(SRC) in sys.path:  # first: an editable install of another checkout must not win
-    sys.path.remove(str(SRC))
-sys.path.insert(0, str(SRC))
-from xmhash.data.datasets import SOURCES as DATASET_SOURCES  # noqa: E402
-
 # settings of datasets.<name> that are not options of the source's preparation
-_NOT_DATASET_OPTIONS = ("source", "split", "encoder", "demo", "mirrors", "local_dir",
-                        "official_urls")
+_NOT_DATASET_OPTIONS = (
+    "source",
+    "split",
+    "encoder",
+    "demo",
+    "mirrors",
+    "local_dir",
+    "official_urls",
+)
 
 
 def dataset_source(dataset):
@@ -355,15 +351,18 @@ def dataset_code(wildcards):
     return code_fingerprint(
         "xmhash.data.stage", f"xmhash.data.datasets.{dataset_source_name(wildcards)}"
     )
-# ---------------------------------------------------------------- noisy-label track (issue 7)
+
+
+# ---------------------------------------------------------------- noisy-label track
 # Runs of noise.methods on training labels corrupted by noise.kinds x noise.rates live
 # one level below the dataset: results/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}
 # with {noise} a tag such as sym0.5 (xmhash.data.noise.tag); clean runs' paths are unchanged.
 
 NOISE = config.get("noise", {})
 NOISE_METHODS = NOISE.get("methods", [])
-_check_keys(NOISE_METHODS, config.get("methods", {}), "methods")
-NOISE_TAGS = [f"{k}{r:g}" for k in NOISE.get("kinds", []) for r in NOISE.get("rates", [])]
+_checked(plan.check_names, NOISE_METHODS, config["methods"], "noise.methods", "methods")
+NOISE_TAGS = plan.noise_tags(NOISE.get("kinds", []), NOISE.get("rates", []))
+NOISE_TAG = plan.noise_tag_pattern()
 NRUN = "results/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
 NLOG = "logs/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
 NBENCH = "results/benchmarks/{dataset}/noise{noise}/{method}/{bits}bits/seed{seed}"
@@ -372,7 +371,7 @@ NBENCH = "results/benchmarks/{dataset}/noise{noise}/{method}/{bits}bits/seed{see
 def noisy_run_paths(filename, datasets=None):
     if not NOISE_METHODS or not NOISE_TAGS:
         return []
-    return expand(
+    return plan.grid_paths(
         f"{NRUN}/{filename}",
         dataset=datasets or DATASETS,
         noise=NOISE_TAGS,
@@ -383,11 +382,11 @@ def noisy_run_paths(filename, datasets=None):
 
 
 def noise_kind(wildcards):
-    return wildcards.noise.rstrip("0123456789.")
+    return plan.parse_noise_tag(wildcards.noise)[0]
 
 
 def noise_rate(wildcards):
-    return float(wildcards.noise[len(noise_kind(wildcards)) :])
+    return plan.parse_noise_tag(wildcards.noise)[1]
 
 
 def noisy_method_params(wildcards):
@@ -398,7 +397,7 @@ def noisy_method_params(wildcards):
 
 
 def noisy_train_settings(wildcards):
-    return {**train_settings(wildcards), "select": NOISE.get("select", "val")}
+    return _model_settings({**config["training"], "select": NOISE.get("select", "val")})
 
 
 def report_methods():
@@ -412,46 +411,30 @@ def noise_targets():
         return []
     return [
         "results/summary/noise_table.md",
-        *expand("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS),
+        *plan.grid_paths("results/summary/plots/{dataset}/noise_weights.png", dataset=DATASETS),
     ]
-# ---------------------------------------------------------------- graphs (graph stage)
+
+
+# ---------------------------------------------------------------- graphs
 # A method that trains on graphs names their kinds in a class attribute
-# `graphs = ("vtmuch",)` (a literal tuple); it is read from the method's source, like the
-# code fingerprints, so the DAG is built without importing torch. The train job then gets
-# each graph file as a named input `graph_<kind>`.
+# `graphs = ("vtmuch",)` (read from its source: xmhash.plan.SourceTree.method_graphs);
+# the train job then gets each graph file as a named input `graph_<kind>`.
 
 GRAPH = "results/{dataset}/graph/{encoder}/{kind}/seed{seed}"
 GRAPH_LOG = "logs/{dataset}/graph/{encoder}/{kind}/seed{seed}"
 GRAPH_BENCH = "results/benchmarks/{dataset}/graph/{encoder}/{kind}/seed{seed}"
 GRAPH_SETTINGS = ("max_dense",)
-GRAPH_KINDS = [k for k in config.get("graph", {}) if k not in GRAPH_SETTINGS]
+GRAPH_KINDS = tuple(k for k in config.get("graph", {}) if k not in GRAPH_SETTINGS)
 
 
-@lru_cache(maxsize=None)
 def method_graphs(method):
-    path = _module_file(f"xmhash.methods.{method}")
-    if path is None:
-        return ()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ClassDef):
-            for stmt in node.body:
-                target = (stmt.targets[0] if isinstance(stmt, ast.Assign)
-                          else getattr(stmt, "target", None))
-                if isinstance(target, ast.Name) and target.id == "graphs" and stmt.value:
-                    kinds = tuple(ast.literal_eval(stmt.value))
-                    missing = [k for k in kinds if k not in GRAPH_KINDS]
-                    if missing:
-                        raise WorkflowError(
-                            f"method {method} trains on graph(s) {missing}, which have no "
-                            f"block under `graph:` in config.yaml (defined: {GRAPH_KINDS})"
-                        )
-                    return kinds
-    return ()
+    return _checked(SOURCE.method_graphs, method, GRAPH_KINDS)
 
 
 def graph_file(dataset, kind, seed, ext=".h5"):
-    return GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind,
-                        seed=seed) + ext
+    return (
+        GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind, seed=seed) + ext
+    )
 
 
 def graph_inputs(wildcards):
@@ -467,13 +450,17 @@ def graph_spec(wildcards):
 
 
 def graph_settings(wildcards):
-    return {"device": config["device"],
-            **{k: config["graph"][k] for k in GRAPH_SETTINGS if k in config["graph"]}}
+    return {k: config["graph"][k] for k in GRAPH_SETTINGS if k in config["graph"]}
 
 
 def graph_report_targets():
     """The community-size plot of every graph a method of the grid trains on."""
-    return sorted({
-        graph_file(d, kind, seed, "_sizes.png")
-        for d in DATASETS for m in METHODS for kind in method_graphs(m) for seed in SEEDS
-    })
+    return sorted(
+        {
+            graph_file(d, kind, seed, "_sizes.png")
+            for d in DATASETS
+            for m in METHODS
+            for kind in method_graphs(m)
+            for seed in SEEDS
+        }
+    )

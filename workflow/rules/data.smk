@@ -34,6 +34,8 @@ rule split:
         code=code_fingerprint("xmhash.data.splits"),
     log:
         "logs/{dataset}/splits/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/splits/seed{seed}.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -45,7 +47,7 @@ rule split:
         "../../scripts/split.py"
 
 
-# ---------------------------------------------------------------- real datasets (issue 3)
+# ---------------------------------------------------------------- real datasets
 # Compute nodes usually have no internet: the download runs on the submit host. Where
 # files come from (mirrors, local_dir, official_urls) is not a param: changing it must
 # not redo a verified download or the preparation after it.
@@ -64,11 +66,13 @@ rule download:
         dataset=alternatives(real_datasets()),
     log:
         "logs/{dataset}/download.log",
+    benchmark:
+        "results/benchmarks/{dataset}/download.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=500,
-        runtime=600,
+        mem_mb=scaled(500),
+        runtime=scaled(600),
     script:
         "../../scripts/download.py"
 

@@ -21,6 +21,12 @@ SUMMARY_BENCHMARKS = {
 }
 
 
+# A run that stops on an error (with --keep-going: after every other job) still leaves a
+# summary of the runs that finished, naming the others (xmhash.report.finished).
+onerror:
+    summarise_finished_runs()
+
+
 rule evaluate:
     input:
         codes=f"{RUN}/codes.h5",
@@ -29,7 +35,7 @@ rule evaluate:
     output:
         f"{RUN}/metrics.json",
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_settings,
         code=code_fingerprint("xmhash.evaluate"),
     log:
         f"{LOG}/evaluate.log",
@@ -55,12 +61,15 @@ rule aggregate:
             "results/summary/metrics.tsv",
             caption="../report/metrics.rst",
             category="Tables",
+            labels={"table": "all metrics (TSV)"},
         ),
         curves="results/summary/curves.tsv",
     params:
         code=code_fingerprint("xmhash.report.aggregate"),
     log:
         "logs/summary/aggregate.log",
+    benchmark:
+        "results/benchmarks/summary/aggregate.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -80,11 +89,17 @@ rule tables:
         graph_stats=[p.replace("_sizes.png", ".json") for p in graph_report_targets()],
     output:
         markdown=report(
-            "results/summary/tables.md", caption="../report/tables.rst", category="Tables"
+            "results/summary/tables.md",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "comparison (Markdown)"},
         ),
         latex="results/summary/tables.tex",
         html=report(
-            "results/summary/tables.html", caption="../report/tables.rst", category="Tables"
+            "results/summary/tables.html",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "comparison"},
         ),
         runtime_markdown="results/summary/runtime.md",
         runtime_html=report(
@@ -105,6 +120,8 @@ rule tables:
         code=code_fingerprint("xmhash.report.tables", "xmhash.report.runs"),
     log:
         "logs/summary/tables.log",
+    benchmark:
+        "results/benchmarks/summary/tables.tsv"
     conda:
         "../../envs/core.yaml"
     group:
@@ -127,18 +144,21 @@ rule plots:
             caption="../report/map_vs_bits.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "mAP vs bits"},
         ),
         pr=report(
             "results/summary/plots/{dataset}/pr.png",
             caption="../report/pr.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "precision-recall"},
         ),
         pn=report(
             "results/summary/plots/{dataset}/pn.png",
             caption="../report/pn.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "precision@N"},
         ),
         training=report(
             "results/summary/plots/{dataset}/training.png",
@@ -155,6 +175,8 @@ rule plots:
         code=code_fingerprint("xmhash.report.plots"),
     log:
         "logs/summary/plots/{dataset}.log",
+    benchmark:
+        "results/benchmarks/summary/plots/{dataset}.tsv"
     conda:
         "../../envs/core.yaml"
     group:

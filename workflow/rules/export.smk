@@ -8,13 +8,13 @@ rule export_codes:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         codes=f"{RUN}/codes.h5",
-        mat=f"{RUN}/codes.mat" if config["evaluation"]["export_mat"] else [],
     params:
-        device=config["device"],
         code=export_code,
     threads: 1
     log:
         f"{LOG}/export.log",
+    benchmark:
+        f"{BENCH}/export.tsv"
     conda:
         "../../envs/torch.yaml"
     group:
@@ -23,5 +23,30 @@ rule export_codes:
         mem_mb=scaled(4000, per_input_mb=3.0),
         runtime=scaled(15, per_input_mb=0.1),
         gpu=gpu_jobs,
+        gpu_load=gpu_share,
     script:
         "../../scripts/export_codes.py"
+
+
+# evaluation.export_mat adds these files to the targets (common.smk: mat_targets); a rule
+# of its own, so that switching it on or off reruns neither the export nor the metrics
+rule codes_mat:
+    input:
+        "{run}/codes.h5",
+    output:
+        "{run}/codes.mat",
+    params:
+        code=code_fingerprint("xmhash.codes"),
+    wildcard_constraints:
+        run=r"results/.+",
+    log:
+        "logs/codes_mat/{run}.log",
+    benchmark:
+        "results/benchmarks/codes_mat/{run}.tsv"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=scaled(2000, per_input_mb=4.0, on="codes"),
+        runtime=scaled(10),
+    script:
+        "../../scripts/codes_mat.py"

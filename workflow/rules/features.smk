@@ -23,9 +23,10 @@ rule features:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
         gpu=features_gpu,
+        gpu_load=lambda w: 100 * features_gpu(w),
     params:
         settings=features_settings,
         encoder=features_encoder,
@@ -39,13 +40,15 @@ rule demo_images:
         directory("resources/{dataset}/prepared"),
     log:
         "logs/{dataset}/prepared.log",
+    benchmark:
+        "results/benchmarks/{dataset}/prepared.tsv"
     wildcard_constraints:
         dataset=alternatives(datasets_with_source("demo_images")),
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     params:
         spec=demo_images_spec,
         code=code_fingerprint("xmhash.data.demo_images"),

@@ -24,8 +24,10 @@ rule graph:
     conda:
         "../../envs/graph.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=scaled(8000, per_input_mb=2.0),
+        runtime=scaled(60),
+        gpu=gpu_jobs,
+        gpu_load=gpu_whole,
     script:
         "../../scripts/graph.py"
 
@@ -39,6 +41,7 @@ rule graph_plot:
             caption="../report/graph.rst",
             category="Graphs",
             subcategory="{dataset}",
+            labels={"graph": "{kind} ({encoder})", "seed": "{seed}"},
         ),
     params:
         code=code_fingerprint("xmhash.graph.plot"),
@@ -46,10 +49,12 @@ rule graph_plot:
         kind=alternatives(GRAPH_KINDS),
     log:
         f"{GRAPH_LOG}_plot.log",
+    benchmark:
+        f"{GRAPH_BENCH}_plot.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     script:
         "../../scripts/graph_plot.py"

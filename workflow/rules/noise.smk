@@ -1,11 +1,11 @@
-# The noisy-label track (issue 7): corrupt the training labels, then train, export and
+# The noisy-label track: corrupt the training labels, then train, export and
 # evaluate noise.methods on them. The train/export/evaluate rules are the clean track's
 # rules with the run directory one level deeper (noise{noise}/) and, for training, the
 # noisy labels as an extra input; see common.smk for the paths.
 
 
 wildcard_constraints:
-    noise=r"(symall|sym|asym|set)[01](\.\d+)?",
+    noise=NOISE_TAG,
 
 
 rule noise:
@@ -20,11 +20,13 @@ rule noise:
         code=code_fingerprint("xmhash.data.noise"),
     log:
         "logs/{dataset}/noise/{noise}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/noise/{noise}/seed{seed}.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     script:
         "../../scripts/noise.py"
 
@@ -56,9 +58,10 @@ use rule export_codes as export_codes_noisy with:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         codes=f"{NRUN}/codes.h5",
-        mat=f"{NRUN}/codes.mat" if config["evaluation"]["export_mat"] else [],
     log:
         f"{NLOG}/export.log",
+    benchmark:
+        f"{NBENCH}/export.tsv"
 
 
 use rule evaluate as evaluate_noisy with:
@@ -83,16 +86,19 @@ rule noise_weights_plot:
             caption="../report/noise_weights.rst",
             category="Plots",
             subcategory="{dataset}",
+            labels={"plot": "noisy-label weights"},
         ),
     params:
         code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/plots/{dataset}/noise_weights.log",
+    benchmark:
+        "results/benchmarks/summary/plots/{dataset}/noise_weights.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/noise_weights_plot.py"
 
@@ -105,16 +111,19 @@ rule noise_table:
             "results/summary/noise_table.md",
             caption="../report/noise_table.rst",
             category="Tables",
+            labels={"table": "noisy labels"},
         ),
     params:
         methods=report_methods(),
         code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/noise_table.log",
+    benchmark:
+        "results/benchmarks/summary/noise_table.tsv"
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     script:
         "../../scripts/noise_table.py"

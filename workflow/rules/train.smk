@@ -27,5 +27,6 @@ rule train:
         mem_mb=scaled(4000, per_input_mb=3.0),
         runtime=scaled(60, per_input_mb=0.5),
         gpu=gpu_jobs,
+        gpu_load=gpu_share,
     script:
         "../../scripts/train.py"
