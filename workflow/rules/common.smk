@@ -29,7 +29,9 @@ def _checked(check, *args, **kwargs):
 # ---------------------------------------------------------------- config checks
 
 _checked(plan.validate_config, config, Path(workflow.basedir) / "schemas/config.schema.yaml")
-_checked(plan.check_names, config["run"]["datasets"], config["datasets"], "run.datasets", "datasets")
+_checked(
+    plan.check_names, config["run"]["datasets"], config["datasets"], "run.datasets", "datasets"
+)
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
 
@@ -432,9 +434,7 @@ def method_graphs(method):
 
 
 def graph_file(dataset, kind, seed, ext=".h5"):
-    return (
-        GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind, seed=seed) + ext
-    )
+    return GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind, seed=seed) + ext
 
 
 def graph_inputs(wildcards):
