@@ -28,7 +28,9 @@ def _checked(check, *args, **kwargs):
 # ---------------------------------------------------------------- config checks
 
 _checked(plan.validate_config, config, Path(workflow.basedir) / "schemas/config.schema.yaml")
-_checked(plan.check_names, config["run"]["datasets"], config["datasets"], "run.datasets", "datasets")
+_checked(
+    plan.check_names, config["run"]["datasets"], config["datasets"], "run.datasets", "datasets"
+)
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
 
@@ -410,9 +412,7 @@ def method_graphs(method):
 
 
 def graph_file(dataset, kind, seed, ext=".h5"):
-    return (
-        GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind, seed=seed) + ext
-    )
+    return GRAPH.format(dataset=dataset, encoder=encoder_key(dataset), kind=kind, seed=seed) + ext
 
 
 def graph_inputs(wildcards):

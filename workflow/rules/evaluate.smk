@@ -14,20 +14,20 @@ rule evaluate:
         summary=f"{RUN}/train.json",
     output:
         f"{RUN}/metrics.json",
-    params:
-        evaluation=evaluation_settings,
-        code=code_fingerprint("xmhash.evaluate"),
     log:
         f"{LOG}/evaluate.log",
     benchmark:
         f"{BENCH}/evaluate.tsv"
-    conda:
-        "../../envs/core.yaml"
     group:
         "run_{dataset}_{method}"
+    conda:
+        "../../envs/core.yaml"
     resources:
         mem_mb=scaled(4000, per_input_mb=1.0),
         runtime=scaled(15, per_input_mb=0.1),
+    params:
+        evaluation=evaluation_settings,
+        code=code_fingerprint("xmhash.evaluate"),
     script:
         "../../scripts/evaluate.py"
 
@@ -44,19 +44,19 @@ rule aggregate:
             labels={"table": "all metrics (TSV)"},
         ),
         curves="results/summary/curves.tsv",
-    params:
-        code=code_fingerprint("xmhash.report.aggregate"),
     log:
         "logs/summary/aggregate.log",
     benchmark:
         "results/benchmarks/summary/aggregate.tsv"
-    conda:
-        "../../envs/core.yaml"
     group:
         "summary"
+    conda:
+        "../../envs/core.yaml"
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
+    params:
+        code=code_fingerprint("xmhash.report.aggregate"),
     script:
         "../../scripts/aggregate.py"
 
@@ -79,22 +79,22 @@ rule tables:
             category="Tables",
             labels={"table": "comparison"},
         ),
+    log:
+        "logs/summary/tables.log",
+    benchmark:
+        "results/benchmarks/summary/tables.tsv"
+    group:
+        "summary"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     params:
         metrics=config["report"]["table_metrics"],
         methods=report_methods(),
         published_as=config["report"]["published_as"],
         code=code_fingerprint("xmhash.report.tables"),
-    log:
-        "logs/summary/tables.log",
-    benchmark:
-        "results/benchmarks/summary/tables.tsv"
-    conda:
-        "../../envs/core.yaml"
-    group:
-        "summary"
-    resources:
-        mem_mb=scaled(2000),
-        runtime=scaled(10),
     script:
         "../../scripts/tables.py"
 
@@ -125,19 +125,19 @@ rule plots:
             subcategory="{dataset}",
             labels={"plot": "precision@N"},
         ),
-    params:
-        methods=METHODS,
-        code=code_fingerprint("xmhash.report.plots"),
     log:
         "logs/summary/plots/{dataset}.log",
     benchmark:
         "results/benchmarks/summary/plots/{dataset}.tsv"
-    conda:
-        "../../envs/core.yaml"
     group:
         "summary"
+    conda:
+        "../../envs/core.yaml"
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
+    params:
+        methods=METHODS,
+        code=code_fingerprint("xmhash.report.plots"),
     script:
         "../../scripts/plots.py"

@@ -8,22 +8,22 @@ rule export_codes:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         codes=f"{RUN}/codes.h5",
-    params:
-        code=export_code,
-    threads: 1
     log:
         f"{LOG}/export.log",
     benchmark:
         f"{BENCH}/export.tsv"
-    conda:
-        "../../envs/torch.yaml"
     group:
         "run_{dataset}_{method}"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
     resources:
         mem_mb=scaled(4000, per_input_mb=3.0),
         runtime=scaled(15, per_input_mb=0.1),
         gpu=gpu_jobs,
         gpu_load=gpu_share,
+    params:
+        code=export_code,
     script:
         "../../scripts/export_codes.py"
 
@@ -35,18 +35,18 @@ rule codes_mat:
         "{run}/codes.h5",
     output:
         "{run}/codes.mat",
-    params:
-        code=code_fingerprint("xmhash.codes"),
-    wildcard_constraints:
-        run=r"results/.+",
     log:
         "logs/codes_mat/{run}.log",
     benchmark:
         "results/benchmarks/codes_mat/{run}.tsv"
+    wildcard_constraints:
+        run=r"results/.+",
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=scaled(2000, per_input_mb=4.0, on="codes"),
         runtime=scaled(10),
+    params:
+        code=code_fingerprint("xmhash.codes"),
     script:
         "../../scripts/codes_mat.py"

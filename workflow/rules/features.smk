@@ -12,26 +12,26 @@ rule features:
         prepared=prepared_path,
     output:
         "results/{dataset}/features/{encoder}.h5",
-    params:
-        settings=features_settings,
-        encoders=features_encoders,
-        device=features_device,
-        code=code_fingerprint("xmhash.features.extract"),
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_prepared()),
-        encoder=r"[A-Za-z0-9_.-]+",
-    threads: 2
     log:
         "logs/{dataset}/features/{encoder}.log",
     benchmark:
         "results/benchmarks/{dataset}/features/{encoder}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_prepared()),
+        encoder=r"[A-Za-z0-9_.-]+",
     conda:
         "../../envs/torch.yaml"
+    threads: 2
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),
         gpu=features_gpu,
         gpu_load=lambda w: 100 * features_gpu(w),
+    params:
+        settings=features_settings,
+        encoders=features_encoders,
+        device=features_device,
+        code=code_fingerprint("xmhash.features.extract"),
     script:
         "../../scripts/features.py"
 
@@ -39,19 +39,19 @@ rule features:
 rule demo_images:
     output:
         directory("resources/{dataset}/prepared"),
-    params:
-        spec=demo_images_spec,
-        code=code_fingerprint("xmhash.data.demo_images"),
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("demo_images")),
     log:
         "logs/{dataset}/prepared.log",
     benchmark:
         "results/benchmarks/{dataset}/prepared.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("demo_images")),
     conda:
         "../../envs/torch.yaml"
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(10),
+    params:
+        spec=demo_images_spec,
+        code=code_fingerprint("xmhash.data.demo_images"),
     script:
         "../../scripts/demo_images.py"

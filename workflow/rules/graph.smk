@@ -10,24 +10,24 @@ rule graph:
     output:
         graph=f"{GRAPH}.h5",
         stats=f"{GRAPH}.json",
-    params:
-        spec=graph_spec,
-        settings=graph_settings,
-        code=code_fingerprint("xmhash.graph.stage"),
-    wildcard_constraints:
-        kind=alternatives(GRAPH_KINDS),
-    threads: 1
     log:
         f"{GRAPH_LOG}.log",
     benchmark:
         f"{GRAPH_BENCH}.tsv"
+    wildcard_constraints:
+        kind=alternatives(GRAPH_KINDS),
     conda:
         "../../envs/graph.yaml"
+    threads: 1
     resources:
         mem_mb=scaled(8000, per_input_mb=2.0),
         runtime=scaled(60),
         gpu=gpu_jobs,
         gpu_load=gpu_whole,
+    params:
+        spec=graph_spec,
+        settings=graph_settings,
+        code=code_fingerprint("xmhash.graph.stage"),
     script:
         "../../scripts/graph.py"
 
@@ -43,18 +43,18 @@ rule graph_plot:
             subcategory="{dataset}",
             labels={"graph": "{kind} ({encoder})", "seed": "{seed}"},
         ),
-    params:
-        code=code_fingerprint("xmhash.graph.plot"),
-    wildcard_constraints:
-        kind=alternatives(GRAPH_KINDS),
     log:
         f"{GRAPH_LOG}_plot.log",
     benchmark:
         f"{GRAPH_BENCH}_plot.tsv"
+    wildcard_constraints:
+        kind=alternatives(GRAPH_KINDS),
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
+    params:
+        code=code_fingerprint("xmhash.graph.plot"),
     script:
         "../../scripts/graph_plot.py"

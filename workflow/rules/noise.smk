@@ -14,10 +14,6 @@ rule noise:
         split="results/{dataset}/splits/seed{seed}.npz",
     output:
         "results/{dataset}/noise/{noise}/seed{seed}.npz",
-    params:
-        kind=noise_kind,
-        rate=noise_rate,
-        code=code_fingerprint("xmhash.data.noise"),
     log:
         "logs/{dataset}/noise/{noise}/seed{seed}.log",
     benchmark:
@@ -27,6 +23,10 @@ rule noise:
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
+    params:
+        kind=noise_kind,
+        rate=noise_rate,
+        code=code_fingerprint("xmhash.data.noise"),
     script:
         "../../scripts/noise.py"
 
@@ -41,14 +41,14 @@ use rule train as train_noisy with:
         summary=f"{NRUN}/train.json",
         history=f"{NRUN}/train_log.csv",
         weights=f"{NRUN}/sample_weights.npz",
-    params:
-        hp=noisy_method_params,
-        settings=noisy_train_settings,
-        code=train_code,
     log:
         f"{NLOG}/train.log",
     benchmark:
         f"{NBENCH}/train.tsv"
+    params:
+        hp=noisy_method_params,
+        settings=noisy_train_settings,
+        code=train_code,
 
 
 use rule export_codes as export_codes_noisy with:
@@ -88,8 +88,6 @@ rule noise_weights_plot:
             subcategory="{dataset}",
             labels={"plot": "noisy-label weights"},
         ),
-    params:
-        code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/plots/{dataset}/noise_weights.log",
     benchmark:
@@ -99,6 +97,8 @@ rule noise_weights_plot:
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
+    params:
+        code=code_fingerprint("xmhash.report.noise"),
     script:
         "../../scripts/noise_weights_plot.py"
 
@@ -113,9 +113,6 @@ rule noise_table:
             category="Tables",
             labels={"table": "noisy labels"},
         ),
-    params:
-        methods=report_methods(),
-        code=code_fingerprint("xmhash.report.noise"),
     log:
         "logs/summary/noise_table.log",
     benchmark:
@@ -125,5 +122,8 @@ rule noise_table:
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
+    params:
+        methods=report_methods(),
+        code=code_fingerprint("xmhash.report.noise"),
     script:
         "../../scripts/noise_table.py"
