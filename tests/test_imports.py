@@ -34,6 +34,8 @@ ORDER = [
     ("report", ("xmhash.report",)),
     ("search", ("xmhash.search",)),
     ("cli", ("xmhash.cli", "xmhash.__main__")),
+    # the workflow's planning (paths, targets, fingerprints) stands above every stage
+    ("plan", ("xmhash.plan",)),
 ]
 
 
