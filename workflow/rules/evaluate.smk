@@ -10,6 +10,8 @@ rule evaluate:
         f"{RUN}/metrics.json",
     params:
         evaluation=config["evaluation"],
+        database=lambda wc: dataset_cfg(wc.dataset).get("database")
+        or config["evaluation"]["database"],
         code=code_fingerprint("xmhash.evaluate"),
     log:
         f"{LOG}/evaluate.log",
