@@ -59,13 +59,28 @@ LAYOUTS = {
         "tr": ("tr_img", "tr_txt", "tr_img_lab"),
         "val": ("val_img", "val_txt", "val_img_lab"),
         "te": ("te_img", "te_txt", "te_img_lab"),
-        "classes": 10,
+        "classes": 5,
         "format": "inria",
         "block": "inria_features",
     },
 }
 # INRIA's layout has a validation part of any size (--n-val), which keeps a CPU run short
 LAYOUT = "INRIA-Websearch"
+
+
+def _with_top_class(ids: np.ndarray, bounds: list[tuple[int, int]], top: int) -> np.ndarray:
+    """A row order in which every part holds an item of the highest class: the official
+    loader one-hot encodes each part with max(id) + 1 columns, and a part without the
+    highest class would get fewer columns than the centres (a shape error)."""
+    order = np.arange(len(ids))
+    spare = [i for i in np.flatnonzero(ids == top) if bounds[0][0] <= i < bounds[0][1]]
+    for lo, hi in bounds[1:]:
+        if hi > lo and not np.any(ids[order[lo:hi]] == top):
+            if len(spare) < 2:
+                raise SystemExit("too few training items of the highest class: raise --n-train")
+            j = spare.pop()
+            order[lo], order[j] = order[j], order[lo]
+    return order
 
 
 def write_data(case: H.Case) -> None:
@@ -90,21 +105,20 @@ def write_data(case: H.Case) -> None:
     ids = feats.labels.argmax(axis=1) + 1  # the official files number classes from 1
     if len(np.unique(ids[: a.n_train])) != n_classes:
         raise SystemExit(f"--n-train {a.n_train}: too few items for all {n_classes} classes")
+    bounds = [(0, a.n_train), (a.n_train, a.n_train + n_val), (a.n_train + n_val, n)]
+    order = _with_top_class(ids, bounds, n_classes)
+    image, text, ids = feats.image[order], feats.text[order], ids[order]
     for sub in ("datasets", "noisy_labels", "Avg_MAP_data_noSPL", "features"):
         (case.official_dir / sub).mkdir(exist_ok=True)
     if "val" in lay:
-        parts = {
-            "tr": (0, a.n_train),
-            "val": (a.n_train, a.n_train + n_val),
-            "te": (a.n_train + n_val, n),
-        }
+        parts = dict(zip(("tr", "val", "te"), bounds, strict=True))
     else:  # validation = the leading test rows
         parts = {"tr": (0, a.n_train), "te": (a.n_train, n)}
     mat = {}
     for part, (lo, hi) in parts.items():
         ik, tk, lk = lay[part]
-        mat[ik] = feats.image[lo:hi].astype(np.float32)
-        mat[tk] = feats.text[lo:hi].astype(np.float32)
+        mat[ik] = image[lo:hi].astype(np.float32)
+        mat[tk] = text[lo:hi].astype(np.float32)
         mat[lk] = ids[lo:hi].reshape(-1, 1).astype(np.int64)
     path = case.official_dir / "datasets" / lay["file"]
     sio.savemat(path, mat)
