@@ -293,7 +293,21 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     ap.add_argument("--parallel", action="store_true", help="run both sides at the same time")
     ap.add_argument("--work", type=Path, default=Path(f"/tmp/xmhash-official/{spec.method}"))
     ap.add_argument("--keep", action="store_true", help="keep an earlier --work folder")
+    ap.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        help="print the table of earlier runs' --work folders (e.g. seeds run in parallel)",
+    )
     args = ap.parse_args(argv)
+    if args.combine:
+        rows = [r for w in args.combine for r in json.loads((w / "results.json").read_text())]
+        print(
+            table(
+                rows, f"{spec.title} vs official: {len(rows)} runs from {len(args.combine)} folders"
+            )
+        )
+        return
 
     problems = check_checkout(spec, args.official)
     if problems:
@@ -339,7 +353,7 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (args.work / "results.json").write_text(json.dumps(rows, indent=1))
+            (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     epochs = args.epochs or "official"
     header = (
         f"{spec.title} vs official ({spec.url} @ {spec.commit[:7]}); mAP@all by our evaluator, "
