@@ -286,6 +286,14 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     ap.add_argument("--text-dim", type=int, default=d.get("text_dim", 64))
     ap.add_argument("--epochs", type=int, help="override BOTH schedules (smoke runs only)")
     ap.add_argument("--rate", type=float, default=0.2, help="noise rate (noisy-label methods)")
+    if "class_base" in d:
+        ap.add_argument(
+            "--class-base",
+            type=int,
+            choices=(0, 1),
+            default=d["class_base"],
+            help="first class id in the official files (1: as published, 0: no empty class)",
+        )
     if d.get("layouts"):
         ap.add_argument("--layout", choices=d["layouts"], default=d["layout"], help="file layout")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of both runs")

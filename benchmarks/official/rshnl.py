@@ -10,7 +10,9 @@ test keys, or ``datasets/wiki.mat``; classes numbered from 1) and imported into 
 the ``rshnl_mat`` source. The noisy training labels are drawn once by our noise stage
 (``symall``, the official draw) and handed to the official code through its own cache
 file ``noisy_labels/<dataset>_noise_labels_<rate>_sym.mat`` (with its never-used class-0
-column), so both sides train on the same corrupted labels. Both keep the epoch with the
+column), so both sides train on the same corrupted labels. ``--class-base 0`` writes
+0-based class ids instead: the official one-hot then has exactly C columns, so both sides
+train C centres (no never-true class). Both keep the epoch with the
 best clean-validation mAP and are scored on the test set ranked against itself.
 
 The official script runs with the paper config's values passed as its arguments
@@ -102,11 +104,11 @@ def write_data(case: H.Case) -> None:
             seed=case.seed,
         )
     )
-    ids = feats.labels.argmax(axis=1) + 1  # the official files number classes from 1
+    ids = feats.labels.argmax(axis=1) + a.class_base  # the official files number from 1
     if len(np.unique(ids[: a.n_train])) != n_classes:
         raise SystemExit(f"--n-train {a.n_train}: too few items for all {n_classes} classes")
     bounds = [(0, a.n_train), (a.n_train, a.n_train + n_val), (a.n_train + n_val, n)]
-    order = _with_top_class(ids, bounds, n_classes)
+    order = _with_top_class(ids, bounds, n_classes - 1 + a.class_base)
     image, text, ids = feats.image[order], feats.text[order], ids[order]
     for sub in ("datasets", "noisy_labels", "Avg_MAP_data_noSPL", "features"):
         (case.official_dir / sub).mkdir(exist_ok=True)
@@ -146,8 +148,10 @@ def write_data(case: H.Case) -> None:
     )
     if not np.array_equal(nl.rows, np.arange(a.n_train)):
         raise SystemExit("our training rows are not the official training rows")
-    # the official one-hot has max+1 columns: column 0 is the never-true class 0
-    official = np.concatenate([np.zeros((len(nl.labels), 1), int), nl.labels.astype(int)], 1)
+    # the official one-hot has max+1 columns: with ids from 1, column 0 is a never-true class
+    official = nl.labels.astype(int)
+    if a.class_base == 1:
+        official = np.concatenate([np.zeros((len(official), 1), int), official], 1)
     cache = case.official_dir / "noisy_labels" / f"{a.layout}_noise_labels_{a.rate:g}_sym.mat"
     sio.savemat(cache, {"noisy_label": official})
     case.extra["noise"] = str(noise)
@@ -205,6 +209,7 @@ SPEC = H.Spec(
         text, {"i2t": r"Image to Text MAP = ([0-9.]+)", "t2i": r"Text to Image MAP = ([0-9.]+)"}
     ),
     defaults={
+        "class_base": 1,
         "n_train": 128,
         "n_val": 100,
         "n_test": 100,
