@@ -44,9 +44,9 @@ class, yet its centre takes part in every softmax, and the official noise draw p
 We do not copy this: it is an artefact of the file's numbering base (the same dataset
 would train differently from a 0-based file), not part of the method the paper describes
 (one centre per class), and labels on a class no item has are a different noise model
-from the symmetric noise the paper names. The side-by-side harness hands the official
-code our noisy labels with its empty column 0, so the measured difference includes the
-one extra centre.
+from the symmetric noise the paper names. Measured with ``benchmarks/official/rshnl.py``
+(same data and noisy labels, 5 classes, 3 seeds): the empty class lowers the official
+code's own mAP by 0.051 (I->T) / 0.041 (T->I); it weighs less with more classes.
 
 Remaining differences from the official code:
 
