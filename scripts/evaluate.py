@@ -17,6 +17,7 @@ evaluate_run(
     pn=ev["pn"],
     tie_seed=ev["tie_seed"],
     train_summary=sm.input.summary,
+    database=sm.params.database,
     meta={
         "dataset": sm.wildcards.dataset,
         # the noisy-label track names itself in the tables' variant column

@@ -4,6 +4,11 @@ Besides the metrics, ``metrics.json`` describes the codes themselves (``codes``:
 and modality the number of distinct codes, the share of constant bits and the share of
 items in the largest code bucket) and lists ``warnings``: collapsed codes (``collapsed``
 is then true) and tasks whose mAP@all is at the chance level. Each warning is also logged.
+
+``database`` is the evaluation protocol's retrieval set (:data:`DATABASES`):
+``retrieval`` ranks the split's database for every query (the hashing literature:
+DJSRH, UCCH, ...); ``query`` ranks the query set itself, each query's own pair
+included, as the RSHNL/MRL lineage does (500 XMedia queries against the same 500).
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ from xmhash.provenance import provenance
 log = logging.getLogger(__name__)
 
 TASKS = {"i2t": ("image", "text"), "t2i": ("text", "image")}
+DATABASES = ("retrieval", "query")
+
+
+def retrieval_set(codes: Any, database: str) -> Any:
+    """The coded items ranked for each query under the protocol ``database``."""
+    if database not in DATABASES:
+        raise ValueError(
+            f"config.yaml: evaluation.database={database!r}, expected one of {list(DATABASES)}"
+        )
+    return codes.query if database == "query" else codes.database
 
 
 def evaluate_run(
@@ -35,22 +50,24 @@ def evaluate_run(
     tie_seed: int,
     train_summary: str | None = None,
     meta: dict[str, Any] | None = None,
+    database: str = "retrieval",
 ) -> dict[str, Any]:
     c = load_codes(codes)
     labels = read_labels(features)
-    ql, dl = labels[c.query.index], labels[c.database.index]
+    db = retrieval_set(c, database)
+    ql, dl = labels[c.query.index], labels[db.index]
     result: dict[str, Any] = {
         **(meta or {}),
         "method": c.attrs.get("method"),
         "bits": c.bits,
         "seed": c.attrs.get("seed"),
-        "protocol": metrics.protocol(ks, pn, tie_seed),
+        "protocol": {**metrics.protocol(ks, pn, tie_seed), "database": database},
         "tasks": {},
     }
     for task, (qm, dm) in TASKS.items():
         result["tasks"][task] = metrics.evaluate(
             getattr(c.query, qm),
-            getattr(c.database, dm),
+            getattr(db, dm),
             ql,
             dl,
             c.bits,

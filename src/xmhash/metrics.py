@@ -1,6 +1,6 @@
 """Retrieval metrics for Hamming ranking: one protocol, documented, pure numpy.
 
-Protocol (``../shared/research/baselines.md`` §3.7); :func:`protocol` returns it as a
+Protocol (the recommended canonical one, docs/official.md); :func:`protocol` returns it as a
 dict that every ``metrics.json`` records.
 
 * **Binarisation**: b = +1 where x >= 0, else -1 (never ``sign``, whose sign(0) = 0

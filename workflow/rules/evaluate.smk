@@ -45,6 +45,8 @@ rule evaluate:
         runtime=scaled(15, per_input_mb=0.1),
     params:
         evaluation=evaluation_settings,
+        database=lambda wc: dataset_cfg(wc.dataset).get("database")
+        or config["evaluation"]["database"],
         code=code_fingerprint("xmhash.evaluate"),
     script:
         "../../scripts/evaluate.py"

@@ -25,26 +25,39 @@ tanh, L2-normalised. Adam lr 1e-4, weight decay 1e-6, batch 256, gradient-norm c
 MultiStep x0.1 at epochs 30/60/90/120; README command: 20 epochs, alpha 0.7, margin 0.2,
 shift 0.1, 4,096 negatives, T 0.9, momentum 0.4.
 
-Deviations from the paper and the official code:
+Protocol: config/paper/ucch.yaml reproduces the official one (``UCCH.py`` with the
+``*_fea`` loaders of ``src/cmdataset.py``): the feature files in stored order, the last
+2,000 rows (MIRFlickr, IAPR; NUS-WIDE 2,100, MS-COCO 5,000) as queries and every other row
+as both the retrieval set and the training set (``dcmh_mat`` with ``official_query`` and
+``split: {official: true, train: all}``: 18,015 MIRFlickr training items); the epoch with
+the best mean mAP@all of the first 2,000 retrieval items ranked against themselves
+(``select: val`` with ``split.val_from: train``: they stay in training); the queries rank
+the retrieval set. ``benchmarks/official/ucch.py`` runs the official code beside this
+module (docs/official.md).
 
-* Trained on the split's training set (``datasets.<d>.split.train``); the official code
-  trains on the whole database (use ``train: all`` for that protocol). Model selection
-  follows ``training.select`` (the official code selects the best epoch on the first
-  2,000 database items, which is what ``select: val`` does on a held-out validation split).
+Remaining differences from the official code:
+
+* Random streams: negatives are drawn with torch's seeded generator (uniform, with
+  replacement, as the official alias sampler with uniform weights); batch order comes
+  from a (seed, epoch) generator; the official script fixes seed 123.
+* Memory initialisation: uniform random signs (half +1). The official memory is
+  sign(N(0,1) 2s - s), i.e. +1 with probability 0.31; it is only read after the warm-up
+  epoch, which overwrites every item it saw (all but the dropped last partial batch), so
+  only those few items start differently.
+* The memory lives in a resizable buffer (:class:`MemoryBank`), so it is part of
+  checkpoints and of ``model.pt``.
+* Codes are x >= 0 of the network output (the official code uses sign, where sign(0) = 0);
+  Hamming ties are broken by a fixed-seed permutation (numpy's unstable argsort there).
 * **Non-negative features** (counts, topic proportions) are centred on their training
   mean before the MLPs (``centre_inputs: auto``, :mod:`xmhash.methods.inputs`); the
   official code feeds raw VGG / BoW features, and CLIP-like features pass unchanged. On
   the ``demo_bow`` demo UCCH learns with or without it (T->I above I->T), so the weak
   T->I reported on real Wikipedia features is not reproduced by the demo's generator.
-* The demo config uses ``hidden: 1024`` (paper 8192) and few epochs to fit the demo's time
-  budget; the paper configs carry the paper's values.
-* Negatives are drawn with torch's seeded generator (uniform, with replacement, as the
-  official alias sampler with uniform weights); the memory is initialised from a seeded
-  generator. The memory lives in a resizable buffer (:class:`MemoryBank`), so it is part
-  of checkpoints and of ``model.pt``.
-* Codes are x >= 0 of the network output (the official code uses sign, where sign(0) = 0).
 * The learning-rate milestones are counted in epochs but stepped per batch by the
-  trainer (milestone e fires after e * steps_per_epoch batches: the same schedule).
+  trainer (milestone e fires after e * steps_per_epoch batches: the same schedule; none
+  fires in the 20-epoch README schedule).
+* The demo config uses ``hidden: 1024`` (paper 8192) and few epochs to fit the demo's time
+  budget; the paper config carries the official values.
 """
 
 from __future__ import annotations

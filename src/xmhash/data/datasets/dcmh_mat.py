@@ -8,7 +8,12 @@ through cloud drives, not a fetchable URL, so the user sets their paths
 
 With feature arrays (``XAll``), ``encoder: mat`` imports them as the feature file of
 encoder key ``mat``: image features, text features (bag of words as float32), multi-hot
-labels; rows are items, in file order.
+labels; rows are items, in file order. ``official_query: Q`` records the official split
+of the UCCH code (``src/cmdataset.py``, the ``*_fea`` loaders): the last Q rows are the
+queries (2,000 for MIRFlickr and IAPR, 2,100 for NUS-WIDE, 5,000 for MS-COCO) and every
+other row is a retrieval item and a training item; with ``split: {official: true, train:
+all, val_from: train}`` the split trains on all of them (18,015 for MIRFlickr) and selects
+the epoch on the first ``val`` of them, as that code does.
 
 With the raw-pixel array (``mirflickr25k-iall.mat``, ``IAll``: a v7.3 file that h5py reads
 as (N, 3, W, H) uint8, i.e. MATLAB's (H, W, 3, N); DJSRH transposes each image (2, 1, 0)
@@ -93,6 +98,7 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
             f"config.yaml: label_names has {len(names)} names, {lpath} has "
             f"{labels.shape[1]} label columns"
         )
+    official = _official_split(options, n, lpath)
     write_features(
         out,
         Features(
@@ -101,6 +107,7 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
             label_names=names,
             image=image.astype(np.float32),
             text=text.astype(np.float32),
+            official_split=official,
             attrs={
                 "dataset": options.get("name", ""),
                 "encoder": ENCODER,
@@ -118,6 +125,19 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
         "text_dim": text.shape[1],
         "labels": labels.shape[1],
     }
+
+
+def _official_split(options: dict[str, Any], n: int, where: Path) -> np.ndarray | None:
+    """``query`` for the last ``official_query`` rows, ``train`` for the others."""
+    q = options.get("official_query")
+    if q is None:
+        return None
+    if not 0 < int(q) < n:
+        raise DatasetError(
+            f"config.yaml: datasets.<name>.official_query={q} must be between 1 and the "
+            f"number of rows - 1 ({n - 1} in {where})"
+        )
+    return np.where(np.arange(n) >= n - int(q), "query", "train")
 
 
 def _pixels(path: Path, key: str, n: int) -> Iterator[np.ndarray]:
