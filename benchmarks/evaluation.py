@@ -1,7 +1,7 @@
 """Evaluation speed: the vectorised metrics against a plain per-query argsort loop.
 
 2,000 queries x 18,015 database items (the MIRFlickr protocol), 16-128 bits, real
-MIRFlickr labels when ../shared/data is present (random labels otherwise). The loop is
+MIRFlickr labels when a MIRFlickr metadata folder is given (random labels otherwise). The loop is
 what research repos do: per query, Hamming distances from the ±1 inner product, a sort,
 and AP from the ranked relevance. Both use the same tie rule, so they must agree exactly
 on mAP@all; the script checks that and prints the speed-up.

@@ -10,7 +10,7 @@ Synthetic features: a mixture of ``--clusters`` Gaussian clusters on the unit sp
 wall time and the peak resident memory of this process during the step (sampled every
 20 ms from /proc), then the kNN step against a physical limit measured in the same run:
 the time the 2 n^2 d multiply-adds of the exact search take at this machine's measured
-matmul throughput (same block shape, same threads). Targets (issue 5): < 24 GiB,
+matmul throughput (same block shape, same threads). Targets: < 24 GiB,
 < 15 minutes in total.
 """
 

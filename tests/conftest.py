@@ -142,7 +142,7 @@ def snakemake(wf: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
-# ---- features (issue 4): tiny models saved to disk, loaded through from_pretrained ----
+# ---- tiny models saved to disk, loaded through from_pretrained ----
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +162,7 @@ def tiny_detector_dir(tmp_path_factory) -> Path:
     return save_yolos(tmp_path_factory.mktemp("tiny_yolos"))
 
 
-# ---- end features (issue 4) ----
-# >>> score_map (graph-vtmuch helper) >>>
+# ---- scoring a method on a demo ----
 @pytest.fixture(scope="session")
 def score_map():
     """score_map(method, feats, query_rows, db_rows) -> mean of mAP@all I->T and T->I of a
@@ -188,7 +187,6 @@ def score_map():
     return score
 
 
-# <<< score_map <<<
 # ---------------------------------------------------------------- default-size demo
 # (djsrh-family) Shared by the per-method tests: the demo exactly as config.yaml defines
 # it (4,000 items, 512-d features, split sizes of datasets.demo.split, split seed 0), and

@@ -515,7 +515,7 @@ def test_schema_source_enum_equals_registry():
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["properties"]["datasets"]["additionalProperties"]["properties"]
-    assert set(props["source"]["enum"]) == {"demo", "demo_images", *SOURCES}  # + features (issue 4)
+    assert set(props["source"]["enum"]) == {"demo", "demo_images", *SOURCES}
     for src in SOURCES.values():
         assert set(src.options) <= set(props), src.name
 

@@ -1,5 +1,5 @@
 """VTM-UCH's offline similarity construction (Fan & Cao, AAAI 2025, §3 of the paper;
-official code github.com/louisfanhz/VTMUCH). Spec: ``enhash_vtmuch.md`` §A.3.
+official code github.com/louisfanhz/VTMUCH).
 
 Inputs are the training items' word-level embeddings (one per word/token of the text)
 and region-level embeddings (the detected objects of the image, the whole image last),
@@ -326,7 +326,7 @@ def build_vtmuch(
     cdlib_order: bool = False,
     max_dense: int = DEFAULT_MAX_DENSE,
 ) -> VTMGraph:
-    """Every step of §A.3 on the training items (rows of ``image``, ``words``, ``regions``).
+    """Every step of the construction on the training items (rows of ``image``, ``words``, ``regions``).
 
     ``cdlib_order`` reproduces the official code's community labels, the Leiden
     partition permuted through cdlib's node naming (:func:`cdlib_labels`), instead of

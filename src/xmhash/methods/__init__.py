@@ -7,39 +7,42 @@ from __future__ import annotations
 
 from xmhash.methods.base import HashMethod
 from xmhash.methods.cca_itq import CCAITQ
-from xmhash.methods.ce_centre import CECentre  # noisy-label track (issue 7)
-from xmhash.methods.cirh import CIRH  # ucch-family
-from xmhash.methods.daeh import DAEH  # ucch-family
-from xmhash.methods.dcmh_feat import DCMHFeat  # noisy-label track (issue 7)
-from xmhash.methods.dgcpn import DGCPN  # djsrh-family
-from xmhash.methods.djsrh import DJSRH  # djsrh-family
-from xmhash.methods.enhash import ENHash  # enhash
-from xmhash.methods.gce_centre import GCECentre  # noisy-label track (issue 7)
-from xmhash.methods.jdsh import JDSH  # djsrh-family
+from xmhash.methods.ce_centre import CECentre
+from xmhash.methods.cirh import CIRH
+from xmhash.methods.daeh import DAEH
+from xmhash.methods.dcmh_feat import DCMHFeat
+from xmhash.methods.dgcpn import DGCPN
+from xmhash.methods.djsrh import DJSRH
+from xmhash.methods.enhash import ENHash
+from xmhash.methods.gce_centre import GCECentre
+from xmhash.methods.jdsh import JDSH
 from xmhash.methods.lsh import LSH
-from xmhash.methods.rshnl import RSHNL  # noisy-label track (issue 7)
-from xmhash.methods.ucch import UCCH  # ucch-family
-from xmhash.methods.ucmfh import UCMFH  # ucch-family
-from xmhash.methods.vtmuch import VTMUCH  # graph-vtmuch helper
+from xmhash.methods.rshnl import RSHNL
+from xmhash.methods.ucch import UCCH
+from xmhash.methods.ucmfh import UCMFH
+from xmhash.methods.vtmuch import VTMUCH
 
 METHODS: dict[str, type[HashMethod]] = {
     cls.name: cls
     for cls in (
+        # closed form
         LSH,
         CCAITQ,
-        ENHash,  # enhash
-        RSHNL,  # noisy-label track (issue 7)
-        CECentre,  # noisy-label track (issue 7)
-        GCECentre,  # noisy-label track (issue 7)
-        DCMHFeat,  # noisy-label track (issue 7)
-        VTMUCH,  # graph-vtmuch helper
-        UCCH,  # ucch-family
-        UCMFH,  # ucch-family
-        CIRH,  # ucch-family
-        DAEH,  # ucch-family
-        DJSRH,  # djsrh-family
-        JDSH,  # djsrh-family
-        DGCPN,  # djsrh-family
+        # unsupervised, on cached features
+        DJSRH,
+        JDSH,
+        DGCPN,
+        UCCH,
+        UCMFH,
+        CIRH,
+        DAEH,
+        VTMUCH,
+        ENHash,
+        # supervised, for the noisy-label track
+        RSHNL,
+        CECentre,
+        GCECentre,
+        DCMHFeat,
     )
 }
 

@@ -2,7 +2,7 @@
 
 Q.-Y. Jiang, W.-J. Li, "Deep Cross-Modal Hashing", CVPR 2017. Official code:
 https://github.com/jiangqy/DCMH-CVPR2017 (MatConvNet/TensorFlow). The noisy-label
-track's pairwise supervised baseline (issue 7): the similarity S_ij = 1[y_i . y_j > 0]
+track's pairwise supervised baseline: the similarity S_ij = 1[y_i . y_j > 0]
 comes from the (noisy) training labels.
 
 Objective (DCMH eq. 2), with F, G the real-valued image/text outputs of all n training

@@ -2,7 +2,7 @@
 
 Yu, Zhou, Zhan, Tao, "Deep Graph-neighbor Coherence Preserving Network for Unsupervised
 Cross-modal Hashing", AAAI 2021. Official code: github.com/Atmegal/DGCPN (read at
-9f62c56 for the project's spec, research/baselines.md section 1.3).
+9f62c56).
 
 Before training, one similarity over the whole training set
 (:func:`xmhash.methods.joint.graph_coherence_similarity`): the pairwise similarity
@@ -34,7 +34,7 @@ Deviations from the paper and the official code:
   equal the official values at N = 5,000. Edge weights are clamped at 0 (CLIP cosines can
   be negative; the paper's features are non-negative, where this changes nothing).
 * The official train.py was not available in the stored corpora when this was written:
-  the loss follows the project's transcription of it (research/baselines.md 1.3) and the
+  the loss follows our transcription of the paper and the
   DAEH code (reresearcher/DAEH), which reuses DGCPN's pair, distance and consistency
   terms. The exact membership of the consistency sum is the transcription's ("the three
   similarity matrices, and the symmetry of B_I B_T^T").

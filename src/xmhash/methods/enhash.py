@@ -4,11 +4,10 @@ Paper: H. Fu, Z. Yao, C. Tan, G. Gu, "ENHash: Error Notebook-Guided Fine-Grained
 for Unsupervised Cross-Modal Hashing", AAAI 2026, vol. 40 no. 25, p. 21136,
 doi:10.1609/aaai.v40i25.39257.
 Official repository: none public (searched by name, title strings and AAAI-26 note
-collections; see ``../shared/research/enhash_vtmuch.md`` §B.1).
+collections).
 
 **This is not the authors' method.** Neither the paper text nor code could be found;
-only the abstract is public. This file implements the reconstruction specified in
-``enhash_vtmuch.md`` Part B, which turns the abstract's three steps into concrete
+only the abstract is public. This file implements our reconstruction, which turns the abstract's three steps into concrete
 mechanisms, each behind a config switch so that its ablation is one config change:
 
 1. ``memory`` -- "summarising experiences": a global clustering memory updated from

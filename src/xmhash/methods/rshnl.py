@@ -9,7 +9,7 @@ module (docs/official.md).
 Model: two modality-specific MLP hash networks d -> H -> H -> K (ReLU, the last layer
 without bias) -> tanh -> row L2-normalisation, and a class-centre network I_C -> H -> H
 -> K -> tanh -> L2-normalisation that outputs one learnable unit-norm centre per class.
-Codes are sign(h). Loss per batch (``research/rshnl.md`` §4):
+Codes are sign(h). Loss per batch:
 
 * base loss L_q(p) = (1-q)(1-p^q)/q + q(1-p), q = 0.01 (GCE plus a small MAE term);
 * CAL, centre aggregation: P^m = softmax(h^m W^T) over the classes (cosine logits, no

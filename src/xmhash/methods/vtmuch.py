@@ -2,14 +2,14 @@
 Similarity Quantization.
 
 Haozhi Fan, Yuan Cao. AAAI 2025 (vol. 39 no. 3, doi 10.1609/aaai.v39i3.32290).
-Official code: https://github.com/louisfanhz/VTMUCH. Spec: ``enhash_vtmuch.md`` Part A.
+Official code: https://github.com/louisfanhz/VTMUCH.
 
 The training target S (n x n, entries in [-1, 1]) is built once by the graph stage
 (:mod:`xmhash.graph.vtmuch`: word-vision matching S^y, object-level image similarity S^x,
 their union, Leiden communities, densified centres S^c, the joint matrix S) and read here
 from the ``vtmuch`` graph file. Hash heads: Linear(D, 2048) - ReLU - Linear(2048, K) -
 tanh per modality; the loss reconstructs K * S[I, I] with the intra- and cross-modal code
-inner products and aligns the three inner-product matrices (§A.5):
+inner products and aligns the three inner-product matrices:
 
     L = rho * mse(Ht Ht^T, K S) + (1 - rho) * mse(Hv Hv^T, K S) + mse(Hv Ht^T, K S)
         + alpha * [mse(Hv Hv^T, Ht Ht^T) + mse(Hv Ht^T, Hv Hv^T) + mse(Hv Ht^T, Ht Ht^T)]
