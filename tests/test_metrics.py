@@ -271,6 +271,26 @@ def test_expected_random_map_matches_random_codes(rng):
     assert np.mean(draws) == pytest.approx(floor, abs=3 * np.std(draws) / np.sqrt(30) + 1e-3)
 
 
+def test_chance_floor_memory_is_bounded_like_the_evaluation(rng):
+    """The chance floor of a large database works in blocks of at most BLOCK_ENTRIES
+    (query x database) entries, as the evaluation does, not 1,024 queries x the whole
+    database at once; blocking does not change its value."""
+    import tracemalloc
+
+    n_db = 40_000
+    ql = (rng.random((1024, 10)) < 0.2).astype(np.uint8)
+    dl = (rng.random((n_db, 10)) < 0.2).astype(np.uint8)
+    tracemalloc.start()
+    floor = M.expected_random_map(ql, dl)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # one block's float32 product and boolean relevance, plus the label copies
+    bound = M.BLOCK_ENTRIES * 5 + dl.size * 4 * 2 + (1 << 20)
+    assert peak < bound, (peak, bound)
+    assert floor == pytest.approx(M.expected_random_map(ql[:100], dl), abs=0.02)
+    assert floor == M.expected_random_map(ql, dl, block=7)
+
+
 def test_perfect_codes_score_one():
     labels = np.eye(4, dtype=np.uint8)[[0, 1, 2, 3, 0, 1, 2, 3]]
     codes = np.where(labels @ (np.eye(4) * 2 - 1) > 0, 1, -1)  # one code per class

@@ -245,6 +245,15 @@ def _block_metrics(
     return blk
 
 
+# entries of one (queries x database) block: bounds the memory of every per-block matrix
+BLOCK_ENTRIES = 4_000_000
+
+
+def _query_block(n_database: int, block: int) -> int:
+    """Queries per block: at most ``block``, and at most BLOCK_ENTRIES / database size."""
+    return max(1, min(block, BLOCK_ENTRIES // max(n_database, 1)))
+
+
 def _blocks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -276,7 +285,7 @@ def evaluate(
     n_db = len(db_codes)
     tie_rank = tie_permutation(n_db, tie_seed)
     harmonic = _harmonic(n_db)
-    block = max(1, min(block, 4_000_000 // max(n_db, 1)))  # bounded memory per block
+    block = _query_block(n_db, block)
     parts: list[_Block] = []
     for sl in _blocks(len(q_codes), block):
         dist = hamming(q_codes[sl], db_codes)
@@ -332,7 +341,7 @@ def expected_random_map(q_labels: np.ndarray, db_labels: np.ndarray, block: int 
     n = len(db_labels)
     hn = _harmonic(n)[n]
     aps = []
-    for sl in _blocks(len(q_labels), block):
+    for sl in _blocks(len(q_labels), _query_block(n, block)):
         r = relevance(q_labels[sl], db_labels).sum(axis=1).astype(np.float64)
         frac = (r - 1) / (n - 1) if n > 1 else np.zeros_like(r)
         aps.append(np.where(r > 0, (hn + frac * (n - hn)) / n, np.nan))
