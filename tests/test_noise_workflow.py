@@ -61,5 +61,5 @@ def test_paper_config_plans_the_noise_grid(tmp_path):
     wf = copy_workflow(tmp_path)
     out = snakemake(wf, "-n", "--configfile", "config/paper/rshnl.yaml").stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    # 3 rates x 4 methods x 4 bits x 1 seed on the noisy track, 4 x 4 clean runs
-    assert counts["noise"] == "3" and counts["train_noisy"] == "48" and counts["train"] == "16"
+    # 4 rates x 4 methods x 4 bits x 1 seed on the noisy track, 4 x 4 clean runs
+    assert counts["noise"] == "4" and counts["train_noisy"] == "64" and counts["train"] == "16"

@@ -48,7 +48,7 @@ from the symmetric noise the paper names. Measured with ``benchmarks/official/rs
 (same data and noisy labels, 5 classes, 3 seeds): the empty class lowers the official
 code's own mAP by 0.051 (I->T) / 0.041 (T->I); it weighs less with more classes.
 
-Remaining differences from the official code:
+Remaining differences (deviations) from the official code:
 
 * Classes: C centres, not C + 1 (above).
 * Noisy labels come from the noise stage (xmhash.data.noise, one numpy generator seeded

@@ -35,7 +35,7 @@ the best mean mAP@all of the first 2,000 retrieval items ranked against themselv
 the retrieval set. ``benchmarks/official/ucch.py`` runs the official code beside this
 module (docs/official.md).
 
-Remaining differences from the official code:
+Remaining differences (deviations) from the official code:
 
 * Random streams: negatives are drawn with torch's seeded generator (uniform, with
   replacement, as the official alias sampler with uniform weights); batch order comes
