@@ -259,34 +259,47 @@ def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_clus
 
     # `device: cuda`: every job on the configured device asks Slurm for a GPU. The CI node
     # has none, so Slurm rejects exactly those submissions ("Invalid generic resource"),
-    # which shows that the request reached sbatch; no GPU job runs here. The CPU jobs they
-    # depend on (the generated images, the noisy labels) run; training is forced to rerun
-    # because the device alone reruns nothing.
+    # which shows that the request reached sbatch; no GPU job runs here. A rejected
+    # submission ends a Snakemake run, so each kind of GPU job is its own run, with a
+    # target whose CPU inputs (the generated images, the noisy labels) can run first;
+    # training is forced to rerun because the device alone reruns nothing.
     gpu = {
         **GPU_GRID,
         "device": "cuda",
         "noise": {"methods": ["rshnl"], "kinds": ["set"], "rates": [0.5]},
     }
     (wf / "gpu.yaml").write_text(yaml.safe_dump(gpu))
-    out = run_on_slurm(
-        wf, SMOKE, SLURM_CFG, "gpu.yaml", extra=("--keep-going", "--forcerun", "train"), ok=False
+    targets = (
+        "results/shapes/features/vitb32.h5",
+        "results/demo/graph/synthetic/vtmuch/seed0.h5",
+        "results/demo/lsh/8bits/seed0/model.pt",
+        "results/demo/noiseset0.5/rshnl/8bits/seed0/model.pt",
     )
-    text = out.replace("\\n", "\n")
-    rejected = re.findall(
-        r"SLURM sbatch failed\. The error message was '([^']*)'\.?\s+sbatch call:\s+(sbatch[^\n]*)",
-        text,
-    )
-    assert rejected, out[-6000:]
-    names = set()
-    for error, call in rejected:
-        assert "--gpus=1" in call and "generic resource" in error, (error, call)
-        found = re.search(r"rule_(\w+?)(?:_wildcards|['\"\s]|$)", call)
-        names.add(found[1] if found else call)
-    # the feature stage, the graph, and the group jobs (named after the group and its
-    # rules) of a clean and a noisy run's training
-    assert {"features", "graph"} <= names, (names, out[-4000:])
-    for group, rule in (("run_demo_lsh_", "_train"), ("run_demo_rshnl_", "_train_noisy")):
-        assert any(n.startswith(group) and rule in n for n in names), (names, out[-4000:])
+    names, calls = set(), []
+    for target in targets:
+        # --verbose: the plugin logs every sbatch call (a group job's rejection is
+        # reported without it)
+        extra = (target, "--verbose", "--forcerun", "train")
+        out = run_on_slurm(wf, SMOKE, SLURM_CFG, "gpu.yaml", extra=extra, ok=False)
+        text = out.replace("\\n", "\n")
+        rejected = re.findall(
+            r"SLURM sbatch failed\. The error message was '([^']*)'\.?\s+sbatch call:\s+(sbatch[^\n]*)",
+            text,
+        )
+        for error, call in rejected:
+            assert "--gpus=1" in call and "generic resource" in error, (error, call)
+            found = re.search(r"rule_(\w+?)(?:_wildcards|['\"\s]|$)", call)
+            names.add(found[1] if found else call)
+        gpu_calls = [
+            c for c in re.findall(r"sbatch call:\s+(sbatch[^\n]*)", text) if "--gpus=1" in c
+        ]
+        assert gpu_calls, (target, out[-6000:])
+        calls += gpu_calls
+    # the feature stage, the graph, and the group jobs of a clean and a noisy run's
+    # training, each with its GPU request on the sbatch line
+    assert {"features", "graph"} <= names, calls
+    for group in ("run_demo_lsh", "run_demo_rshnl"):
+        assert any(group in call for call in calls), (group, calls)
     # the CPU jobs they depend on were submitted without a GPU and ran
     assert (wf / "results/demo/noise/set0.5/seed0.npz").exists()
     assert (wf / "resources/shapes/prepared/items.jsonl").exists()

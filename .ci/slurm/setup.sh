@@ -26,7 +26,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
   apt-get install -y -qq --no-install-recommends munge slurmctld slurmd slurm-client >/dev/null
 fi
 
-CPUS=$(nproc)
+# nproc obeys OMP_NUM_THREADS, which the test suite sets to 1: count the CPUs without it
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 MEM=$(( MEM > 2048 ? MEM - 1024 : MEM ))
 mkdir -p /etc/slurm
