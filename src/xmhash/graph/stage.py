@@ -112,14 +112,10 @@ def build_vtmuch_graph(
     seed: int,
     device: str = "cpu",
     max_dense: int,
-    n_clusters: int = 14,
-    si_std: float = 1.1,
-    truncation: float = 2.0,
-    objective: str = "modularity",
-    resolution: float = 1.0,
-    kmeans_init: int = 10,
-    cdlib_order: bool = False,
+    **settings,
 ) -> tuple[GraphFile, dict[str, float]]:
+    """``settings``: the ``graph.vtmuch`` block, passed to :func:`build_vtmuch` (which
+    holds their defaults)."""
     del device
     timings: dict[str, float] = {}
     for part in ("words", "regions"):
@@ -135,15 +131,9 @@ def build_vtmuch_graph(
             feats.image,
             feats.words,
             feats.regions,
-            n_clusters=n_clusters,
-            si_std=si_std,
-            truncation=truncation,
-            objective=objective,
-            resolution=resolution,
             seed=seed,
-            kmeans_init=kmeans_init,
-            cdlib_order=cdlib_order,
             max_dense=max_dense,
+            **settings,
         ),
     )
     adj = positive_graph(vg.union)
