@@ -1,9 +1,12 @@
 """Search a trained run: encode a text or image query, hash it, rank the database codes.
 
->>> from xmhash.search import Searcher
->>> s = Searcher("results/demo/cca_itq/64bits/seed0")
->>> hits = s.search_texts(["dog, sky"], k=5)[0]       # text -> image database
->>> [(h.distance, h.id) for h in hits]
+Example::
+
+    from xmhash.search import Searcher
+
+    s = Searcher("results/demo/cca_itq/64bits/seed0")
+    hits = s.search_texts(["dog, sky"], k=5)[0]  # text -> image database
+    print([(h.distance, h.id) for h in hits])
 
 A run directory holds ``model.pt`` (the trained hash functions) and ``codes.h5`` (the
 database codes); the feature file the codes were exported from (recorded in ``codes.h5``)
