@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +24,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _demo_runs import train_and_score  # noqa: E402
 
 from xmhash import metrics  # noqa: E402
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
 from xmhash.methods import METHODS, get_method, method_config  # noqa: E402
-from xmhash.methods.base import DeepMethod, Items, TrainData  # noqa: E402
-from xmhash.train import TrainSettings, cross_modal_map, fit, seed_everything  # noqa: E402
+from xmhash.methods.base import DeepMethod  # noqa: E402
 
 
 def default_methods() -> list[str]:
@@ -64,41 +65,20 @@ def main() -> None:
         chance.append(
             metrics.expected_random_map(feats.labels[sp.query], feats.labels[sp.database])
         )
-        q = Items(image=feats.image[sp.query], text=feats.text[sp.query])
-        d = Items(image=feats.image[sp.database], text=feats.text[sp.database])
-        data = TrainData(
-            image=torch.from_numpy(feats.image[sp.train]),
-            text=torch.from_numpy(feats.text[sp.train]),
-            rows=sp.train,
-        )
         for name in methods:
-            cls = get_method(name)
-            params = cls.Params.from_config(method_config(config, args.dataset, name), name)
+            params = method_config(config, args.dataset, name)
+            kind = "deep" if issubclass(get_method(name), DeepMethod) else "closed"
             for b in args.bits:
-                t = time.perf_counter()
-                seed_everything(seed)
                 try:
-                    model = cls(
-                        params,
-                        bits=b,
-                        image_dim=feats.image.shape[1],
-                        text_dim=feats.text.shape[1],
-                        seed=seed,
-                        device="cpu",
-                    )
-                    fit(model, data, TrainSettings(device="cpu", checkpoint_minutes=0))
-                    maps = cross_modal_map(
-                        model, q, feats.labels[sp.query], d, feats.labels[sp.database]
-                    )
+                    i2t, t2i, seconds = train_and_score(name, params, b, seed, feats, sp)
                 except Exception as exc:  # a failing method is a table cell, not a crash
                     print(f"{name} {b} bits seed {seed}: {type(exc).__name__}: {exc}")
                     continue
-                for task, v in maps.items():
+                for task, v in (("i2t", i2t), ("t2i", t2i)):
                     rows.setdefault(name, {}).setdefault((task, b), []).append(v)
-                kind = "deep" if isinstance(model, DeepMethod) else "closed"
                 print(
-                    f"{name} {b} bits seed {seed} ({kind}, {time.perf_counter() - t:.0f} s): "
-                    f"i2t {maps['i2t']:.3f} t2i {maps['t2i']:.3f}",
+                    f"{name} {b} bits seed {seed} ({kind}, {seconds:.0f} s): "
+                    f"i2t {i2t:.3f} t2i {t2i:.3f}",
                     flush=True,
                 )
     print(f"\n{args.dataset}: mAP@all, mean over seeds {args.seeds}; chance {np.mean(chance):.3f}")
