@@ -272,8 +272,8 @@ def test_shim_runs_a_cuda_script_on_the_cpu_and_captures_its_last_calls(tmp_path
         "from torchvision import transforms\n"  # an unused import: inert when missing
         "def score(image, text, label):\n    return 0.0\n"
         "x = torch.ones(3, 2).cuda()\n"
-        "for k in range(3):\n    score(x.cpu().numpy() * k, np.zeros(2), np.arange(3))\n"
-        "open('ran', 'w').write('ok')\n"
+        "for k in range(3):\n    score(x.cpu().numpy() * k, torch.zeros(2), np.arange(3))\n"
+        "open('ran', 'w').write(str(np.zeros(2, dtype=np.float).dtype))\n"  # a removed alias
     )
     work = tmp_path / "work"
     work.mkdir()
@@ -292,10 +292,11 @@ def test_shim_runs_a_cuda_script_on_the_cpu_and_captures_its_last_calls(tmp_path
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert (work / "ran").read_text() == "ok"
+    assert (work / "ran").read_text() == "float64"
     with np.load(out) as z:
         assert sorted(z.files) == sorted(
             f"call{i}_{k}" for i in (0, 1) for k in ("image", "text", "label")
         )
         np.testing.assert_array_equal(z["call0_image"], np.ones((3, 2)))  # k = 1
         np.testing.assert_array_equal(z["call1_image"], 2 * np.ones((3, 2)))  # the last call
+        np.testing.assert_array_equal(z["call1_text"], np.zeros(2))  # a tensor argument

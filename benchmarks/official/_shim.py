@@ -4,18 +4,21 @@ of its last evaluation calls.
     python _shim.py --cwd WORK [--capture NAME --capture-out FILE] SCRIPT [ARGS...]
 
 The script runs as ``__main__`` in ``WORK`` with its own folder first on ``sys.path``,
-exactly as ``cd WORK; python SCRIPT ARGS`` would, with three runtime adjustments and no
+exactly as ``cd WORK; python SCRIPT ARGS`` would, with these runtime adjustments and no
 change to its files:
 
 * without CUDA, ``Tensor.cuda()`` and ``Module.cuda()`` return the object itself (the
   official codes call ``.cuda()`` unconditionally);
 * ``torch.load`` defaults to ``weights_only=False`` (the official UCCH code reloads its
   own checkpoint, which holds numpy scalars that PyTorch >= 2.6 refuses by default);
+* the numpy aliases removed in numpy 1.24 (``np.float``, ``np.int``, ``np.bool``,
+  ``np.object``), which older official codes still use, are restored as the builtins
+  they always were;
 * packages the script imports but never uses on the feature path (torchvision's image
   transforms and VGG models, tensorboard's ``SummaryWriter``) are replaced by inert
   stand-ins when they cannot be imported; each stand-in is reported on stderr;
 * with ``--capture NAME``, every call of a Python function named ``NAME`` is watched
-  and the array arguments of the last two calls are written to ``--capture-out`` (``.npz``,
+  and the array (numpy or torch) arguments of the last two calls are written to ``--capture-out`` (``.npz``,
   keys ``<call>_<argument>``): the official scripts compute their test mAP with such a
   function, so these are the official test codes.
 """
@@ -84,6 +87,16 @@ def _cpu_cuda() -> None:
     print("[shim] no CUDA: .cuda() keeps tensors and modules on the CPU", file=sys.stderr)
 
 
+def _numpy_aliases() -> None:
+    restored = []
+    for name, builtin in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, builtin)
+            restored.append(f"np.{name}")
+    if restored:
+        print(f"[shim] numpy aliases restored: {', '.join(restored)}", file=sys.stderr)
+
+
 def _tensorboard() -> None:
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
@@ -106,6 +119,8 @@ class _Capture:
             args = {}
             for key in frame.f_code.co_varnames[: frame.f_code.co_argcount]:
                 value = frame.f_locals.get(key)
+                if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+                    value = value.detach().cpu().numpy()
                 if isinstance(value, np.ndarray):
                     args[key] = np.array(value)
             self.calls = [*self.calls[-1:], args]
@@ -128,6 +143,7 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(script))
     sys.argv = [script, *a.args]
     _cpu_cuda()
+    _numpy_aliases()
     _stand_in("torchvision", ("datasets", "transforms", "models"))
     _tensorboard()
     capture = _Capture(a.capture) if a.capture else None
