@@ -265,6 +265,47 @@ def test_ucch_paper_config_is_the_official_protocol():
     }
 
 
+def test_harness_runs_and_scores_our_side_on_the_official_layout(tmp_path):
+    """Our half of a side-by-side run (official layout written, imported, split, noisy
+    labels drawn, trained, exported, scored) on a tiny INRIA-layout set, one epoch: the
+    harness calls the train stage's API, so a change of that API shows up here."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "benchmarks/official"))
+    import _harness as H
+    import rshnl
+
+    args = argparse.Namespace(
+        layout="INRIA-Websearch",
+        class_base=1,
+        n_train=24,
+        n_val=10,
+        n_test=12,
+        image_dim=8,
+        text_dim=6,
+        rate=0.2,
+        epochs=1,
+        device="cpu",
+        threads=1,
+    )
+    work = tmp_path / "seed0"
+    case = H.Case(
+        seed=0,
+        bits=8,
+        work=work,
+        official_dir=work / "official",
+        features=work / "features.h5",
+        config=H.paper_config("rshnl"),
+        args=args,
+    )
+    case.official_dir.mkdir(parents=True)
+    rshnl.SPEC.write_data(case)
+    assert (case.official_dir / "datasets/INRIA-Websearch.mat").exists()
+    codes, _ = H.run_ours(rshnl.SPEC, case)
+    scores = H.score(case, codes, "ours")
+    assert set(scores) == set(H.TASKS) and all(0 < v <= 1 for v in scores.values())
+
+
 def test_shim_runs_a_cuda_script_on_the_cpu_and_captures_its_last_calls(tmp_path):
     script = tmp_path / "main.py"
     script.write_text(

@@ -185,7 +185,7 @@ def run_ours(spec: Spec, case: Case) -> tuple[Path, float]:
         params=params,
         bits=case.bits,
         seed=case.seed,
-        settings=TrainSettings(device=case.args.device, select=select, checkpoint_every=0),
+        settings=TrainSettings(device=case.args.device, select=select, threads=case.args.threads),
         model_out=str(case.work / f"ours_{case.bits}.pt"),
         summary_out=str(case.work / f"ours_{case.bits}_train.json"),
         history_out=str(case.work / f"ours_{case.bits}_history.csv"),
