@@ -240,7 +240,8 @@ class CIRH(DeepMethod):
             [
                 {"params": self.net.method.parameters(), "lr": p.lr_method},
                 {"params": hash_params, "lr": p.lr_hash},
-            ]
+            ],
+            fused=True,
         )
         return opt, None
 

@@ -245,7 +245,11 @@ class DAEH(DeepMethod):
     def configure_optimizer(self, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
         p = self.params
         opt = torch.optim.SGD(
-            self.net.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay
+            self.net.parameters(),
+            lr=p.lr,
+            momentum=p.momentum,
+            weight_decay=p.weight_decay,
+            fused=True,
         )
         return opt, None
 

@@ -107,7 +107,7 @@ class DCMHFeat(DeepMethod):
         self.net.train()
 
     def configure_optimizer(self, steps_per_epoch: int):
-        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr), None
+        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, fused=True), None
 
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return self.net[modality](x)

@@ -158,6 +158,7 @@ class DGCPN(DeepMethod):
             lr=p.lr,
             momentum=p.momentum,
             weight_decay=p.weight_decay,
+            fused=True,
         )
         return opt, None
 

@@ -118,6 +118,7 @@ class DJSRH(DeepMethod):
             lr=p.lr_text,
             momentum=p.momentum,
             weight_decay=p.weight_decay,
+            fused=True,
         )
         return opt, None
 

@@ -480,7 +480,7 @@ class ENHash(DeepMethod):
             lr=p.lr,
             betas=(0.9, 0.999),
             weight_decay=p.weight_decay,
-            foreach=True,
+            fused=True,
         )
         n = len(self.data)
         fresh, _ = self._sizes()

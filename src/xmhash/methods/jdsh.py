@@ -165,7 +165,7 @@ class JDSH(DeepMethod):
             {"params": self.net.text.parameters(), "lr": p.lr_text},
         ]
         opt = torch.optim.SGD(
-            groups, lr=p.lr_text, momentum=p.momentum, weight_decay=p.weight_decay
+            groups, lr=p.lr_text, momentum=p.momentum, weight_decay=p.weight_decay, fused=True
         )
         return opt, None
 

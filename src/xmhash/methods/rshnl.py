@@ -230,7 +230,7 @@ class CentreHashing(DeepMethod):
             {"params": self.net.centres.parameters()},
             {"params": [*self.net.image.parameters(), *self.net.text.parameters()]},
         ]
-        return torch.optim.Adam(groups, lr=p.lr), None
+        return torch.optim.Adam(groups, lr=p.lr, fused=True), None
 
     def project(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return getattr(self.net, modality)(x)

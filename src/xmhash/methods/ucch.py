@@ -179,7 +179,9 @@ class UCCH(DeepMethod):
 
     def configure_optimizer(self, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
         p = self.params
-        opt = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        opt = torch.optim.Adam(
+            self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=True
+        )
         sched = torch.optim.lr_scheduler.MultiStepLR(
             opt, [m * steps_per_epoch for m in p.lr_milestones], gamma=0.1
         )

@@ -170,6 +170,7 @@ class UCMFH(DeepMethod):
                 },
             ],
             betas=(p.beta1, 0.999),
+            fused=True,
         )
         milestones = sorted(p.lr_milestones)
 

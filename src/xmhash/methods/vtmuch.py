@@ -223,7 +223,9 @@ class VTMUCH(DeepMethod):
         ]
         if p.variant == "finetune":
             groups.append({"params": list(self.net.tower.parameters()), "lr": p.clip_lr})
-        opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6, weight_decay=p.weight_decay)
+        opt = torch.optim.AdamW(
+            groups, betas=(0.9, 0.98), eps=1e-6, weight_decay=p.weight_decay, fused=True
+        )
         if p.variant == "finetune" and self._policy().scaler:
             self.scaler = torch.amp.GradScaler(self.device.type)
         return opt, warmup_cosine(opt, p.epochs * steps_per_epoch, warmup=p.warmup)
