@@ -21,7 +21,7 @@ measured in the same run at the same precision settings (the practical peak); pe
 was busy (kernel and copy time of one profiled epoch over the unprofiled epoch time);
 and the time of the config's grid for the method (epochs x code lengths x seeds).
 ``--profile`` prints torch.profiler's top operators of one epoch per method (where
-the time goes); ``--fused-adam`` shows what torch's fused Adam/AdamW would give.
+the time goes).
 
 ``--job-cost``: one small demo train job (config.yaml's demo dataset and widths) as the
 workflow runs it, in a fresh process: interpreter start and exit, imports, data load +
@@ -272,8 +272,9 @@ def bench_method(
         model = new(epochs=1)
         _, kernel_s = device_seconds(lambda: fit(model, data, settings), device)
         busy = min(1.0, kernel_s / secs)
-    if profile:
-        print_profile(name, lambda: fit(new(epochs=1), data, settings), device)
+    if profile:  # the model is built outside: the table is the epoch's, not the init's
+        model = new(epochs=1)
+        print_profile(name, lambda: fit(model, data, settings), device)
     batch = int(getattr(cls.Params.from_config(block, name), "batch_size", n))
     return Result(name, batch, secs, n / secs, gflop, mem.peak, busy, int(block.get("epochs", 1)))
 
@@ -453,20 +454,6 @@ def job_cost(methods: list[str], out=print) -> list[dict[str, Any]]:
     return rows
 
 
-def fused_adam_by_default() -> None:
-    """Make torch's Adam and AdamW use their fused implementation unless a method says
-    otherwise (on CPU the default per-tensor loop makes about ten passes over the weights
-    per step, which at UCCH's 114 M parameters is a third of its epoch)."""
-    for cls in (torch.optim.Adam, torch.optim.AdamW):
-        init = cls.__init__
-
-        def fused_init(self, *args, _init=init, **kwargs):
-            kwargs.setdefault("fused", True)
-            _init(self, *args, **kwargs)
-
-        cls.__init__ = fused_init
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configfile", nargs="*", default=[], help="merged over config.yaml")
@@ -480,14 +467,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=float("inf"), help="seconds")
     ap.add_argument("--profile", action="store_true", help="top operators per method")
     ap.add_argument("--job-cost", action="store_true", help="fixed vs per-epoch cost of a job")
-    ap.add_argument(
-        "--fused-adam",
-        action="store_true",
-        help="what if: Adam and AdamW default to fused=True (one kernel per step)",
-    )
     args = ap.parse_args()
-    if args.fused_adam:
-        fused_adam_by_default()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("XMHASH_PROGRESS", "0")
     cfg = load_config(args.configfile)
