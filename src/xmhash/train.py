@@ -228,6 +228,32 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+def keep_freed_host_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the
+    system; True when it applied (glibc only, a no-op elsewhere).
+
+    A training step allocates and frees the same large tensors every time (gradients and
+    activations of a wide layer: 456 MB per step at UCCH's 8192 widths). glibc serves
+    blocks above 32 MB with ``mmap`` and unmaps them when freed, so every step faults
+    their pages in again: 76,000 page faults and 0.12 s of system time per step of an
+    8192-wide MLP, about 9 % of the step. With ``mmap`` off for large blocks and no trimming,
+    they stay in the heap and are reused. The process then keeps its peak memory until it
+    exits, which a training job reaches on every step anyway."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def _write_history(path: Path | None, history: list[dict[str, Any]]) -> None:
     if path is None:
         return
@@ -350,6 +376,8 @@ def fit(
     if settings.select == "val" and val is None:
         raise ValueError("select: val needs a validation split")
     set_tf32(settings.tf32)
+    if method.device.type == "cpu":
+        keep_freed_host_memory()
 
     epochs = method.params.epochs
     bs = method.params.batch_size
