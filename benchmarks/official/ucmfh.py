@@ -126,7 +126,9 @@ def write_data(case: H.Case) -> None:
         )
     check_sizes(a.n_train, a.n_database, a.n_test)
     n = a.n_database + a.n_test
-    feats = generate_demo(DemoSpec(n_items=n, image_dim=FEAT_DIM, text_dim=FEAT_DIM, seed=case.seed))
+    feats = generate_demo(
+        DemoSpec(n_items=n, image_dim=FEAT_DIM, text_dim=FEAT_DIM, seed=case.seed)
+    )
     rows = official_rows(a.n_train, a.n_database, a.n_test)
     write_layout(case.official_dir / "Dataset" / OFFICIAL_DATASET, feats, rows)
     for sub in ("real", "hash"):  # save_checkpoints writes ./checkpoints/<sub>/
