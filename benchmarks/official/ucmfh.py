@@ -34,6 +34,7 @@ feature set, and our run uses that seed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pickle
 import sys
@@ -225,5 +226,134 @@ SPEC = H.Spec(
     own_metric="mAP@50 (DJSRH calculate_top_map)",
 )
 
+# --------------------------------------------------------------------------- encodings
+
+ENCODINGS = {
+    "paired_batch": "image + text token, each test batch of 128 one sequence (official test)",
+    "paired_item": "image + text token, each item its own sequence",
+    "single_item": "one modality, the other half zero, each item its own sequence (ours)",
+}
+
+
+def _official_model(checkout: Path, ckpt: Path, bits: int):
+    """The official modules (imported from the checkout) with the run's saved weights."""
+    import torch
+
+    sys.path.insert(0, str(checkout))
+    from model import FuseTransEncoder, ImageMlp, TextMlp  # the official model.py
+
+    fuse = FuseTransEncoder(2, 2 * FEAT_DIM, 4)
+    image, text = ImageMlp(FEAT_DIM, bits), TextMlp(FEAT_DIM, bits)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    fuse.load_state_dict(state["FusionTransformer"])
+    image.load_state_dict(state["ImageMlp"])
+    text.load_state_dict(state["TextMlp"])
+    for m in (fuse, image, text):
+        m.eval()
+
+    def encode(img, txt, how: str):
+        tokens = torch.cat([img, txt], 1)
+        if how == "paired_batch":  # a 2-D input: one sequence per batch, as in evaluate()
+            parts = [fuse(tokens[i : i + BATCH]) for i in range(0, len(tokens), BATCH)]
+            f_i, f_t = (torch.cat([p[k] for p in parts]) for k in (0, 1))
+            return image(f_i), text(f_t)
+        if how == "paired_item":  # (1, N, d): N sequences of one token, as in training
+            f_i, f_t = fuse(tokens.unsqueeze(0))
+            return image(f_i), text(f_t)
+        zi, zt = torch.zeros_like(img), torch.zeros_like(txt)
+        return image(fuse(torch.cat([img, zt], 1).unsqueeze(0))[0]), text(
+            fuse(torch.cat([zi, txt], 1).unsqueeze(0))[1]
+        )
+
+    return encode
+
+
+def _our_model(path: Path):
+    from xmhash.methods.base import load_model
+
+    m = load_model(path)
+
+    def encode(img, txt, how: str):
+        if how == "single_item":
+            return m.project(img, "image"), m.project(txt, "text")
+        if how == "paired_item":
+            f_i, f_t = m.fuse(m._embed(img, "image"), m._embed(txt, "text"))
+            return m.net.image(f_i), m.net.text(f_t)
+        return None  # our encoder has no attention across items
+
+    return encode
+
+
+def diagnose(work: Path, checkout: Path, bits: int) -> None:
+    """Both trained models of every seed in ``work``, each encoded three ways, scored by
+    our evaluator: separates the training from the test-time encoding."""
+    import torch
+
+    from xmhash.codes import make_codeset, save_codes
+    from xmhash.data.splits import load_split
+    from xmhash.features.store import read_features
+
+    config = H.paper_config("ucmfh")
+    rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for seed_dir in sorted(work.glob("seed*")):
+        feats = read_features(seed_dir / "features.h5")
+        sp = load_split(seed_dir / "split.npz")
+        models = {
+            "ours": _our_model(seed_dir / f"ours_{bits}.pt"),
+            "official": _official_model(
+                checkout,
+                seed_dir
+                / "official"
+                / "checkpoints"
+                / "hash"
+                / f"{OFFICIAL_DATASET}_hash_{bits}.pth",
+                bits,
+            ),
+        }
+        case = H.Case(
+            seed=int(seed_dir.name[4:]),
+            bits=bits,
+            work=seed_dir,
+            official_dir=seed_dir / "official",
+            features=seed_dir / "features.h5",
+            config=config,
+            args=argparse.Namespace(),
+            extra={"database": "retrieval"},
+        )
+        for name, encode in models.items():
+            for how in ENCODINGS:
+                sets = {}
+                with torch.no_grad():
+                    for part in ("query", "database"):
+                        r = getattr(sp, part)
+                        img = torch.as_tensor(feats.image[r], dtype=torch.float32)
+                        txt = torch.as_tensor(feats.text[r], dtype=torch.float32)
+                        out = encode(img, txt, how)
+                        if out is None:
+                            break
+                        h_i, h_t = (np.where(o.numpy() >= 0, 1, -1) for o in out)
+                        sets[part] = make_codeset(h_i, h_t, feats.ids[r], r)
+                if len(sets) < 2:
+                    continue
+                path = seed_dir / f"diag_{name}_{how}_{bits}_codes.h5"
+                save_codes(path, H.Codes(bits, sets["query"], sets["database"], {"seed": -1}))
+                rows.setdefault((name, how), []).append(H.score(case, path, f"diag_{name}_{how}"))
+    print(f"UCMFH trained models x test-time encodings ({work}, {bits} bits); mAP@all, database =")
+    print("retrieval, mean ± std over seeds\n")
+    print("| model | encoding | i2t | t2i |\n|---|---|---:|---:|")
+    for (name, how), res in rows.items():
+        cells = [H._ms([r[t] for r in res]) for t in H.TASKS]
+        print(f"| {name} | {how}: {ENCODINGS[how]} | {cells[0]} | {cells[1]} |")
+
+
 if __name__ == "__main__":
-    H.main(SPEC)
+    if "--diagnose" in sys.argv:
+        ap = argparse.ArgumentParser(description="UCMFH: both models under three encodings")
+        ap.add_argument("--diagnose", action="store_true")
+        ap.add_argument("--official", type=Path, required=True)
+        ap.add_argument("--work", type=Path, default=Path("/tmp/xmhash-official/ucmfh"))
+        ap.add_argument("--bits", type=int, default=16)
+        a = ap.parse_args()
+        diagnose(a.work, a.official.resolve(), a.bits)
+    else:
+        H.main(SPEC)
