@@ -100,6 +100,8 @@ def test_layout_round_trips_to_our_feature_file_and_split(tmp_path):
     official = _official_loader(case.official_dir / "Dataset" / "mirflickr")
     feats = read_features(case.features)
     rows = bench.official_rows(128, 256, 128)
+    np.testing.assert_array_equal(rows["query"], np.arange(256, 384))  # the last rows query
+    np.testing.assert_array_equal(rows["train"], np.arange(128))  # ... a part of retrieval
     for part, r in rows.items():
         got = official[part]
         assert got["image"].shape == (len(r), 512) and got["text"].shape == (len(r), 512)
