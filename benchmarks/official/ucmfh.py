@@ -296,19 +296,19 @@ def diagnose(work: Path, checkout: Path, bits: int) -> None:
     config = H.paper_config("ucmfh")
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
     for seed_dir in sorted(work.glob("seed*")):
+        ckpt = (
+            seed_dir / "official" / "checkpoints" / "hash" / f"{OFFICIAL_DATASET}_hash_{bits}.pth"
+        )
+        if not (ckpt.exists() and (seed_dir / f"ours_{bits}.pt").exists()):
+            print(
+                f"{seed_dir}: no finished {bits}-bit run of both sides, left out", file=sys.stderr
+            )
+            continue
         feats = read_features(seed_dir / "features.h5")
         sp = load_split(seed_dir / "split.npz")
         models = {
             "ours": _our_model(seed_dir / f"ours_{bits}.pt"),
-            "official": _official_model(
-                checkout,
-                seed_dir
-                / "official"
-                / "checkpoints"
-                / "hash"
-                / f"{OFFICIAL_DATASET}_hash_{bits}.pth",
-                bits,
-            ),
+            "official": _official_model(checkout, ckpt, bits),
         }
         case = H.Case(
             seed=int(seed_dir.name[4:]),
