@@ -29,9 +29,9 @@ Deviations from the paper and the official code (116f015):
   was tried and was worse on the demo (mAP@all 0.60 vs 0.71 at 32 bits), so it is not
   offered. Measured side by side (``benchmarks/official/ucmfh.py``: a synthetic CLIP-like
   set, 128 training items, 100 epochs, 16 bits, 3 seeds), the paired encoding scores
-  +0.026 / +0.035 mAP@all (I->T / T->I) above ours for our trained model and +0.027 /
-  +0.036 for the official one; under the same encoding the two implementations agree
-  within 0.003 (mean over the seeds). This is the whole measured gap to the official
+  +0.026 / +0.035 mAP@all (I->T / T->I) above ours for our trained model and +0.028 /
+  +0.034 for the official one (its own test encoding); under the same encoding the two
+  implementations agree within about 0.003 (mean over the seeds). This is the whole measured gap to the official
   numbers (-0.025 / -0.035).
 * In training, the official code feeds each sample as its own length-1 sequence; at test
   it feeds a 2-D batch, which PyTorch reads as one sequence of 128 tokens, so test codes
