@@ -2,7 +2,9 @@
 
     git clone https://github.com/XinyuXia97/UCMFH
     git -C UCMFH checkout 116f015d512380fb344dd54b5641bf4c884c2a05
+    pip install tqdm    # the official evaluate.py imports it
     python benchmarks/official/ucmfh.py --official UCMFH [--bits 16 32] [--seeds 0 1 2]
+    python benchmarks/official/ucmfh.py --diagnose --official UCMFH   # after a run
 
 One synthetic CLIP-like feature set per seed (512-d image and text features, the widths
 the official code fixes) is written as the official loader ``load_dataset`` reads it:
@@ -30,6 +32,12 @@ The official loaders drop the last partial batch of 128 of the query and retriev
 so ``--n-test`` and ``--n-database`` must be multiples of 128 (then both sides score the
 same items). The official code fixes its seed (2023); each harness seed draws another
 feature set, and our run uses that seed.
+
+``--diagnose`` reads a finished ``--work`` folder and scores both trained models (ours, and
+the official checkpoint loaded into the official modules) under three test encodings: the
+official one (image and text in one token, each test batch one sequence), paired tokens
+one item per sequence, and ours (one modality, the other half zero). It separates a gap
+of training from one of encoding.
 """
 
 from __future__ import annotations
