@@ -2,7 +2,6 @@
 
     git clone https://github.com/XinyuXia97/UCMFH
     git -C UCMFH checkout 116f015d512380fb344dd54b5641bf4c884c2a05
-    pip install tqdm    # the official evaluate.py imports it
     python benchmarks/official/ucmfh.py --official UCMFH [--bits 16 32] [--seeds 0 1 2]
     python benchmarks/official/ucmfh.py --diagnose --official UCMFH   # after a run
 
