@@ -83,6 +83,8 @@ class Spec:
     our_params: Callable[[Case], tuple[dict[str, Any], str, str | None]]  # params, select, noise
     parse_official: Callable[[str], dict[str, float]]
     defaults: dict[str, Any] = field(default_factory=dict)
+    shim_args: Callable[[Case], list[str]] | None = None  # e.g. --redirect of a fixed data path
+    own_metric: str = "mAP@all"  # what the official script's own evaluator prints
 
 
 # --------------------------------------------------------------------------- config
@@ -148,6 +150,7 @@ def start_official(spec: Spec, case: Case, checkout: Path) -> Callable[[], tuple
         spec.capture,
         "--capture-out",
         str(captured),
+        *(spec.shim_args(case) if spec.shim_args else []),
         str(checkout / spec.script),
         *spec.official_argv(case),
     ]
@@ -282,6 +285,8 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     ap.add_argument("--n-train", type=int, default=d["n_train"], help="training items")
     ap.add_argument("--n-test", type=int, default=d["n_test"], help="test (query) items")
     ap.add_argument("--n-val", type=int, default=d.get("n_val", 0), help="validation items")
+    if "n_database" in d:
+        ap.add_argument("--n-database", type=int, default=d["n_database"], help="retrieval items")
     ap.add_argument("--image-dim", type=int, default=d.get("image_dim", 128))
     ap.add_argument("--text-dim", type=int, default=d.get("text_dim", 64))
     ap.add_argument("--epochs", type=int, help="override BOTH schedules (smoke runs only)")
@@ -366,7 +371,7 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     header = (
         f"{spec.title} vs official ({spec.url} @ {spec.commit[:7]}); mAP@all by our evaluator, "
         f"database = {case.extra['database']}; {len(args.seeds)} seeds, {args.n_train} train / "
-        f"{args.n_test} test items, epochs: {epochs}"
+        f"{args.n_test} test items, epochs: {epochs}; official's own evaluator: {spec.own_metric}"
     )
     print()
     print(table(rows, header))

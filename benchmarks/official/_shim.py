@@ -1,7 +1,8 @@
 """Run an official script unmodified, on the CPU when there is no GPU, and keep the arguments
 of its last evaluation calls.
 
-    python _shim.py --cwd WORK [--capture NAME --capture-out FILE] SCRIPT [ARGS...]
+    python _shim.py --cwd WORK [--capture NAME --capture-out FILE] [--redirect FROM=TO]
+                    SCRIPT [ARGS...]
 
 The script runs as ``__main__`` in ``WORK`` with its own folder first on ``sys.path``,
 exactly as ``cd WORK; python SCRIPT ARGS`` would, with these runtime adjustments and no
@@ -17,6 +18,9 @@ change to its files:
 * packages the script imports but never uses on the feature path (torchvision's image
   transforms and VGG models, tensorboard's ``SummaryWriter``) are replaced by inert
   stand-ins when they cannot be imported; each stand-in is reported on stderr;
+* with ``--redirect FROM=TO`` (repeatable), ``open`` of a path that starts with ``FROM``
+  opens the same path under ``TO`` instead (official loaders that read a fixed absolute
+  data folder); each redirect is reported on stderr the first time it is used;
 * with ``--capture NAME``, every call of a Python function named ``NAME`` is watched
   and the array (numpy or torch) arguments of the last two calls are written to ``--capture-out`` (``.npz``,
   keys ``<call>_<argument>``): the official scripts compute their test mAP with such a
@@ -109,6 +113,32 @@ def _tensorboard() -> None:
         )
 
 
+def _redirect(pairs: list[str]) -> None:
+    import builtins
+
+    rules = []
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src:
+            raise SystemExit(f"--redirect {pair!r}: expected FROM=TO")
+        rules.append((src, dst))
+    real_open, used = builtins.open, set()
+
+    def redirected_open(file, *args, **kwargs):
+        if isinstance(file, str | os.PathLike):
+            name = os.fspath(file)
+            for src, dst in rules:
+                if isinstance(name, str) and name.startswith(src):
+                    if src not in used:
+                        used.add(src)
+                        print(f"[shim] open({src}...) reads {dst}...", file=sys.stderr)
+                    file = dst + name[len(src) :]
+                    break
+        return real_open(file, *args, **kwargs)
+
+    builtins.open = redirected_open
+
+
 class _Capture:
     def __init__(self, name: str):
         self.name = name
@@ -135,6 +165,7 @@ def main() -> None:
     ap.add_argument("--cwd", required=True)
     ap.add_argument("--capture")
     ap.add_argument("--capture-out")
+    ap.add_argument("--redirect", action="append", default=[], help="FROM=TO: open() path prefix")
     ap.add_argument("script")
     ap.add_argument("args", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -146,6 +177,8 @@ def main() -> None:
     _numpy_aliases()
     _stand_in("torchvision", ("datasets", "transforms", "models"))
     _tensorboard()
+    if a.redirect:
+        _redirect(a.redirect)
     capture = _Capture(a.capture) if a.capture else None
     if capture:
         sys.setprofile(capture)
