@@ -185,7 +185,7 @@ def run_ours(spec: Spec, case: Case) -> tuple[Path, float]:
         params=params,
         bits=case.bits,
         seed=case.seed,
-        settings=TrainSettings(device=case.args.device, select=select, checkpoint_every=0),
+        settings=TrainSettings(device=case.args.device, select=select),
         model_out=str(case.work / f"ours_{case.bits}.pt"),
         summary_out=str(case.work / f"ours_{case.bits}_train.json"),
         history_out=str(case.work / f"ours_{case.bits}_history.csv"),
@@ -282,6 +282,10 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     ap.add_argument("--n-train", type=int, default=d["n_train"], help="training items")
     ap.add_argument("--n-test", type=int, default=d["n_test"], help="test (query) items")
     ap.add_argument("--n-val", type=int, default=d.get("n_val", 0), help="validation items")
+    if "n_database" in d:  # layouts whose training items are a part of a larger database
+        ap.add_argument(
+            "--n-database", type=int, default=d["n_database"], help="database (retrieval) items"
+        )
     ap.add_argument("--image-dim", type=int, default=d.get("image_dim", 128))
     ap.add_argument("--text-dim", type=int, default=d.get("text_dim", 64))
     ap.add_argument("--epochs", type=int, help="override BOTH schedules (smoke runs only)")
