@@ -367,10 +367,11 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     epochs = args.epochs or "official"
+    db = f" / {args.n_database} database items" if "n_database" in d else ""
     header = (
         f"{spec.title} vs official ({spec.url} @ {spec.commit[:7]}); mAP@all by our evaluator, "
         f"database = {case.extra['database']}; {len(args.seeds)} seeds, {args.n_train} train / "
-        f"{args.n_test} test items, epochs: {epochs}"
+        f"{args.n_test} test items{db}, epochs: {epochs}"
     )
     print()
     print(table(rows, header))
