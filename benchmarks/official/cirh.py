@@ -30,6 +30,12 @@ the official codes here, and ours are the last epoch's too (``training.select: p
 so both sides are compared at the same epoch. The official script's own number
 (last column of the table) is its mAP@50, printed with three decimals; the other
 columns are mAP@all by our evaluator.
+
+Sizes: ``--n-train`` (at least one batch, 512), ``--n-database``, ``--n-test`` (queries);
+``--image-dim``/``--text-dim`` default to CLIP's 512 (the text dimension must be at least
+512, the method network's width: below it our text hash function is wider than the
+official d -> d -> c). With ``--n-train 2048 --n-database 4096 --n-test 1000`` one seed
+takes about 100 s (ours) and 190 s (official) on one CPU thread.
 """
 
 from __future__ import annotations
@@ -193,6 +199,11 @@ def official_codes(case: H.Case, arrays: dict[str, np.ndarray]) -> H.Codes:
     # for I->T, then (qu_B=query texts, re_B=database images, ...) for T->I
     ids = read_ids(case.features)
     rows = layout(case.args.n_train, case.args.n_database, case.args.n_test)
+    for key, part in (("call0_qu_B", "query"), ("call0_re_B", "database")):
+        if len(arrays[key]) != len(rows[part]):
+            raise SystemExit(
+                f"captured {len(arrays[key])} official {part} codes, expected {len(rows[part])}"
+            )
     return H.official_codeset(
         arrays["call0_qu_B"],
         arrays["call1_qu_B"],
