@@ -285,8 +285,10 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     ap.add_argument("--n-train", type=int, default=d["n_train"], help="training items")
     ap.add_argument("--n-test", type=int, default=d["n_test"], help="test (query) items")
     ap.add_argument("--n-val", type=int, default=d.get("n_val", 0), help="validation items")
-    if "n_database" in d:
-        ap.add_argument("--n-database", type=int, default=d["n_database"], help="retrieval items")
+    if "n_database" in d:  # layouts whose training items are a part of a larger database
+        ap.add_argument(
+            "--n-database", type=int, default=d["n_database"], help="database (retrieval) items"
+        )
     ap.add_argument("--image-dim", type=int, default=d.get("image_dim", 128))
     ap.add_argument("--text-dim", type=int, default=d.get("text_dim", 64))
     ap.add_argument("--epochs", type=int, help="override BOTH schedules (smoke runs only)")
@@ -368,10 +370,12 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     epochs = args.epochs or "official"
+    db = f" / {args.n_database} database items" if "n_database" in d else ""
     header = (
         f"{spec.title} vs official ({spec.url} @ {spec.commit[:7]}); mAP@all by our evaluator, "
         f"database = {case.extra['database']}; {len(args.seeds)} seeds, {args.n_train} train / "
-        f"{args.n_test} test items, epochs: {epochs}; official's own evaluator: {spec.own_metric}"
+        f"{args.n_test} test items{db}, epochs: {epochs}; official's own evaluator: "
+        f"{spec.own_metric}"
     )
     print()
     print(table(rows, header))
