@@ -90,6 +90,7 @@ class DGCPNParams(DeepParams):
     cons_weight: float = 1.0  # weight of the consistency terms ("cw")
     half_binary: bool = True  # the two extra updates against the other modality's binary codes
     unit_inputs: bool = True  # L2-normalise inputs and scale by sqrt(d)
+    text_init_std: float = 0.3  # std of the text output layer's initial weights; 0: PyTorch's
 
 
 def dgcpn_terms(
@@ -112,7 +113,7 @@ def dgcpn_terms(
         + F.mse_loss(it * off, s * off)
         + F.mse_loss(ii * off, s * off)
     )
-    cons = F.mse_loss(it, ii) + F.mse_loss(ii, tt) + F.mse_loss(it, it.T)
+    cons = F.mse_loss(it, ii) + F.mse_loss(it, tt) + F.mse_loss(ii, tt) + F.mse_loss(it, it.T)
     return {
         "loss": pair + dis_weight * dis + cons_weight * cons,
         "pair": pair,
@@ -124,6 +125,7 @@ def dgcpn_terms(
 class DGCPN(DeepMethod):
     name = "dgcpn"
     Params = DGCPNParams
+    drop_last = False  # the official loader keeps the last short batch
     citation = "Yu, Zhou, Zhan, Tao, AAAI 2021 (DGCPN)"
 
     params: DGCPNParams
@@ -133,6 +135,8 @@ class DGCPN(DeepMethod):
         p = self.params
         self.net.image = mlp([self.image_dim, p.hidden, self.bits], dropout=p.dropout)
         self.net.text = mlp([self.text_dim, p.hidden, self.bits], dropout=p.dropout)
+        if p.text_init_std:  # official TxtNet: fc_encode.weight ~ N(0, 0.3), bias PyTorch's
+            nn.init.normal_(self.net.text[-1].weight, mean=0.0, std=p.text_init_std)
 
     def setup(self, data: TrainData) -> None:
         super().setup(data)
@@ -194,15 +198,14 @@ class DGCPN(DeepMethod):
         s = self.target(batch.idx)
         joint = self.loss(batch, epoch)
         self.update(joint["loss"])  # parameters without gradient (the fixed side) are skipped
-        # image network against the text network's binary codes, then the reverse
+        # one forward pass of both networks, as in the official code: the image network
+        # learns against these text codes made binary, then the text network against these
+        # image codes (from before the image step) made binary
         code_i = torch.tanh(self.project(batch.image, "image"))
-        with torch.no_grad():
-            fixed_t = binary(self.project(batch.text, "text"))
+        code_t = torch.tanh(self.project(batch.text, "text"))
+        fixed_t, fixed_i = binary(code_t.detach()), binary(code_i.detach())
         image_step = self._terms(code_i, fixed_t, s)["loss"]
         self.update(image_step)
-        with torch.no_grad():
-            fixed_i = binary(self.project(batch.image, "image"))
-        code_t = torch.tanh(self.project(batch.text, "text"))
         text_step = self._terms(fixed_i, code_t, s)["loss"]
         self.update(text_step)
         return detached({**joint, "loss_image_step": image_step, "loss_text_step": text_step})
