@@ -83,6 +83,7 @@ class Spec:
     our_params: Callable[[Case], tuple[dict[str, Any], str, str | None]]  # params, select, noise
     parse_official: Callable[[str], dict[str, float]]
     defaults: dict[str, Any] = field(default_factory=dict)
+    shim_args: Callable[[Case], list[str]] | None = None  # e.g. --map-path for fixed data paths
 
 
 # --------------------------------------------------------------------------- config
@@ -148,6 +149,7 @@ def start_official(spec: Spec, case: Case, checkout: Path) -> Callable[[], tuple
         spec.capture,
         "--capture-out",
         str(captured),
+        *(spec.shim_args(case) if spec.shim_args else []),
         str(checkout / spec.script),
         *spec.official_argv(case),
     ]
@@ -185,7 +187,7 @@ def run_ours(spec: Spec, case: Case) -> tuple[Path, float]:
         params=params,
         bits=case.bits,
         seed=case.seed,
-        settings=TrainSettings(device=case.args.device, select=select, checkpoint_every=0),
+        settings=TrainSettings(device=case.args.device, select=select),
         model_out=str(case.work / f"ours_{case.bits}.pt"),
         summary_out=str(case.work / f"ours_{case.bits}_train.json"),
         history_out=str(case.work / f"ours_{case.bits}_history.csv"),

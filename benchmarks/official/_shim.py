@@ -1,14 +1,16 @@
 """Run an official script unmodified, on the CPU when there is no GPU, and keep the arguments
 of its last evaluation calls.
 
-    python _shim.py --cwd WORK [--capture NAME --capture-out FILE] SCRIPT [ARGS...]
+    python _shim.py --cwd WORK [--capture NAME --capture-out FILE] [--map-path OLD=NEW]
+                    SCRIPT [ARGS...]
 
 The script runs as ``__main__`` in ``WORK`` with its own folder first on ``sys.path``,
 exactly as ``cd WORK; python SCRIPT ARGS`` would, with these runtime adjustments and no
 change to its files:
 
-* without CUDA, ``Tensor.cuda()`` and ``Module.cuda()`` return the object itself (the
-  official codes call ``.cuda()`` unconditionally);
+* without CUDA, ``Tensor.cuda()``, ``Module.cuda()`` and the storages' ``.cuda()`` return
+  the object itself (the official codes call ``.cuda()`` unconditionally, DGCPN also in
+  its ``torch.load`` ``map_location``);
 * ``torch.load`` defaults to ``weights_only=False`` (the official UCCH code reloads its
   own checkpoint, which holds numpy scalars that PyTorch >= 2.6 refuses by default);
 * the numpy aliases removed in numpy 1.24 (``np.float``, ``np.int``, ``np.bool``,
@@ -17,6 +19,9 @@ change to its files:
 * packages the script imports but never uses on the feature path (torchvision's image
   transforms and VGG models, tensorboard's ``SummaryWriter``) are replaced by inert
   stand-ins when they cannot be imported; each stand-in is reported on stderr;
+* with ``--map-path OLD=NEW`` (repeatable), a file the script opens under the absolute
+  path ``OLD`` is opened under ``NEW`` instead (official loaders that read their data from
+  the authors' own disk, e.g. ``/media/<user>/dataset/``);
 * with ``--capture NAME``, every call of a Python function named ``NAME`` is watched
   and the array (numpy or torch) arguments of the last two calls are written to ``--capture-out`` (``.npz``,
   keys ``<call>_<argument>``): the official scripts compute their test mAP with such a
@@ -84,7 +89,9 @@ def _cpu_cuda() -> None:
         return
     torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
     torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    print("[shim] no CUDA: .cuda() keeps tensors and modules on the CPU", file=sys.stderr)
+    for storage in (torch.UntypedStorage, torch.TypedStorage):  # torch.load(map_location=...)
+        storage.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    print("[shim] no CUDA: .cuda() keeps tensors, modules and storages on the CPU", file=sys.stderr)
 
 
 def _numpy_aliases() -> None:
@@ -95,6 +102,31 @@ def _numpy_aliases() -> None:
             restored.append(f"np.{name}")
     if restored:
         print(f"[shim] numpy aliases restored: {', '.join(restored)}", file=sys.stderr)
+
+
+def _map_paths(pairs: list[str]) -> None:
+    import builtins
+
+    mapping = []
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old:
+            raise SystemExit(f"--map-path {pair!r}: expected OLD=NEW")
+        mapping.append((old, new))
+    real_open = builtins.open
+
+    def mapped_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            path = os.fspath(file)
+            for old, new in mapping:
+                if isinstance(path, str) and path.startswith(old):
+                    file = new + path[len(old) :]
+                    break
+        return real_open(file, *args, **kwargs)
+
+    builtins.open = mapped_open
+    for old, new in mapping:
+        print(f"[shim] files under {old} are read from {new}", file=sys.stderr)
 
 
 def _tensorboard() -> None:
@@ -135,6 +167,7 @@ def main() -> None:
     ap.add_argument("--cwd", required=True)
     ap.add_argument("--capture")
     ap.add_argument("--capture-out")
+    ap.add_argument("--map-path", action="append", default=[], metavar="OLD=NEW")
     ap.add_argument("script")
     ap.add_argument("args", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -144,6 +177,8 @@ def main() -> None:
     sys.argv = [script, *a.args]
     _cpu_cuda()
     _numpy_aliases()
+    if a.map_path:
+        _map_paths(a.map_path)
     _stand_in("torchvision", ("datasets", "transforms", "models"))
     _tensorboard()
     capture = _Capture(a.capture) if a.capture else None
