@@ -225,7 +225,7 @@ SPEC = H.Spec(
     parse_official=parse_official,
     defaults={
         "bits": [16],
-        "n_train": 256,
+        "n_train": 128,  # 4 batches per epoch: 3 seeds of both sides in about 20 minutes
         "n_val": 64,
         "n_test": 128,
         "image_dim": OFFICIAL_IMAGE_DIM,

@@ -41,7 +41,10 @@ official values):
 * Model selection: the trainer's (fixed epochs by default; ``select: val`` in the paper
   config keeps the best epoch of the validation rows ranked against themselves). The
   official code ranks the retrieval set for the validation queries after every epoch,
-  keeps the best and stops after 11 passes without a better one.
+  keeps the best and stops after 11 passes without a better one. Measured in the
+  harness (3 seeds, 128 training items): the official stopping rule applied to our own
+  validation curve keeps epochs 42 / 30 / 24 instead of 94 / 61 / 52 and changes our test
+  mAP@all by -0.002 (I->T) and -0.000 (T->I) on average.
 * Random streams (initialisation, dropout, batch order) come from seeded torch
   generators; the official code sets no seed, so two of its runs differ too.
 * Binary codes in the alternating steps and the final codes are x >= 0 -> +1 (the
