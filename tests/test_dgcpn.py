@@ -22,8 +22,9 @@ def test_loss_terms_by_hand():
     t = dgcpn_terms(ci, ct, s, k_pair=1.5, dis_weight=1.0, cons_weight=1.0)
     assert t["pair"].item() == pytest.approx((0.5**2 + 1.5**2) / 2, rel=1e-5)
     assert t["distance"].item() == pytest.approx(3 * 0.5 / 4, rel=1e-5)
-    assert t["consistency"].item() == pytest.approx(3 * 2 / 4, rel=1e-5)
-    assert t["loss"].item() == pytest.approx(1.25 + 0.375 + 1.5, rel=1e-5)
+    # four terms, as in the official loss_cal: (IT, II), (IT, TT), (II, TT), (IT, IT^T)
+    assert t["consistency"].item() == pytest.approx(4 * 2 / 4, rel=1e-5)
+    assert t["loss"].item() == pytest.approx(1.25 + 0.375 + 2.0, rel=1e-5)
     t2 = dgcpn_terms(ci, ct, s, k_pair=1.5, dis_weight=2.0, cons_weight=0.0)
     assert t2["loss"].item() == pytest.approx(1.25 + 0.75, rel=1e-5)
 
@@ -84,3 +85,36 @@ def test_encode_gives_pm1_codes_for_both_modalities(small_demo):
         assert set(np.unique(codes)) <= {-1, 1}
     # encoding is deterministic (dropout is off in eval mode)
     assert (m.encode(items, "image") == m.encode(items, "image")).all()
+
+
+def test_text_output_layer_starts_from_the_official_normal():
+    torch.manual_seed(0)
+    m = DGCPN(DGCPNParams(hidden=2048), bits=64, image_dim=8, text_dim=8, seed=0)
+    w_text, w_image = m.net.text[-1].weight, m.net.image[-1].weight
+    assert w_text.std().item() == pytest.approx(0.3, rel=0.02)  # official TxtNet: N(0, 0.3)
+    assert w_image.std().item() < 0.05  # the image network keeps PyTorch's default
+    plain = DGCPN(DGCPNParams(hidden=2048, text_init_std=0.0), bits=64, image_dim=8, text_dim=8)
+    assert plain.net.text[-1].weight.std().item() < 0.05
+
+
+def test_half_binary_steps_share_one_forward_pass(small_demo):
+    # official train(): after the joint step, one forward pass of each network; the image
+    # step uses those text codes made binary, the text step those image codes (taken
+    # before the image step) made binary: two passes per network and batch in all
+    m = make(DGCPN, DGCPNParams(hidden=16), small_demo)
+    m.setup(_data(small_demo))
+    calls = {"image": 0, "text": 0}
+    for name in calls:
+        getattr(m.net, name).register_forward_hook(
+            lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
+        )
+    m.net.train()
+    m.train_step(batch_of(small_demo, 32), epoch=0)
+    assert calls == {"image": 2, "text": 2}
+
+
+def test_the_last_short_batch_is_kept():
+    m = DGCPN(DGCPNParams(batch_size=32), bits=16, image_dim=8, text_dim=8, seed=0)
+    batches = list(m.batches(0, 70, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [32, 32, 6]  # the official DataLoader keeps it
+    assert sorted(torch.cat(batches).tolist()) == list(range(70))

@@ -8,8 +8,9 @@ The script runs as ``__main__`` in ``WORK`` with its own folder first on ``sys.p
 exactly as ``cd WORK; python SCRIPT ARGS`` would, with these runtime adjustments and no
 change to its files:
 
-* without CUDA, ``Tensor.cuda()`` and ``Module.cuda()`` return the object itself (the
-  official codes call ``.cuda()`` unconditionally);
+* without CUDA, ``Tensor.cuda()``, ``Module.cuda()`` and the storages' ``.cuda()`` return
+  the object itself (the official codes call ``.cuda()`` unconditionally, DGCPN also in
+  its ``torch.load`` ``map_location``);
 * ``torch.load`` defaults to ``weights_only=False`` (the official UCCH code reloads its
   own checkpoint, which holds numpy scalars that PyTorch >= 2.6 refuses by default);
 * the numpy aliases removed in numpy 1.24 (``np.float``, ``np.int``, ``np.bool``,
@@ -88,7 +89,9 @@ def _cpu_cuda() -> None:
         return
     torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
     torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    print("[shim] no CUDA: .cuda() keeps tensors and modules on the CPU", file=sys.stderr)
+    for storage in (torch.UntypedStorage, torch.TypedStorage):  # torch.load(map_location=...)
+        storage.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    print("[shim] no CUDA: .cuda() keeps tensors, modules and storages on the CPU", file=sys.stderr)
 
 
 def _numpy_aliases() -> None:
