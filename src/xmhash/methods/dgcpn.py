@@ -27,7 +27,7 @@ group per network: the same steps as the official two), batch 32 with the last s
 batch kept, at most 100 epochs; a1 = 0.01, a2 = 0.3, k = 2,000 of 5,000 (the code's
 knn_number = 3,000 drops the 3,000 least similar), scale = 4,000, K = 1.5, dw = cw = 1.
 
-Differences from the official code (config/paper/dgcpn.yaml sets everything else to the
+Deviations from the official code (config/paper/dgcpn.yaml sets everything else to the
 official values):
 
 * Inputs are cached, frozen features (CLIP by default), not the paper's VGG-19 fc7 and
