@@ -121,6 +121,38 @@ def test_resume_after_kill_equals_uninterrupted_run(small_demo, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_checkpoints_are_written_beside_training_from_a_snapshot(small_demo, tmp_path, monkeypatch):
+    """A checkpoint is written on another thread while training goes on, from a copy of
+    the state taken at the end of its epoch: a slow disk neither holds training up nor
+    lets later steps leak into the file (the resumed run still equals the uninterrupted
+    one), and a run that stops waits for the write in flight."""
+    import threading
+    import time
+
+    data = _data(small_demo, np.arange(300))
+    ref = _toy()
+    fit(ref, data, TrainSettings(device="cpu", checkpoint_minutes=0))
+
+    real_save, writers = torch.save, []
+
+    def slow_save(obj, f, *args, **kwargs):
+        writers.append(threading.current_thread().name)
+        time.sleep(0.2)  # a busy disk: training takes further steps meanwhile
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", slow_save)
+    killed = _toy()
+    killed.fail_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    assert torch.load(tmp_path / "c.ckpt", weights_only=False)["epoch"] == 2
+    resumed = _toy(seed=0)
+    summary = fit(resumed, data, EVERY_EPOCH, checkpoint=tmp_path / "c.ckpt")
+    _assert_same_weights(ref, resumed)
+    assert writers and threading.main_thread().name not in writers
+    assert summary["checkpoints"]["write_seconds"] >= 0.2 * summary["checkpoints"]["written"]
+
+
 def test_checkpoint_of_other_settings_is_ignored(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     killed = _toy(lr=0.05)

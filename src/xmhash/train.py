@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import hashlib
 import inspect
 import json
@@ -35,6 +36,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -266,31 +268,91 @@ def _write_history(path: Path | None, history: list[dict[str, Any]]) -> None:
         w.writerows(history)
 
 
-def _save_checkpoint(
-    path: Path,
+def _snapshot(obj: Any) -> Any:
+    """A copy of ``obj`` that training can no longer change: tensors copied to host memory,
+    containers rebuilt, everything else deep-copied."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_snapshot(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _checkpoint_state(
     method: DeepMethod,
     fingerprint: dict[str, Any],
     epoch: int,
     history: list[dict[str, Any]],
     best: Any,
-) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "net": method.net.state_dict(),
-                "optimizer": method.optimizer.state_dict(),
-                "scheduler": (
-                    method.scheduler.state_dict() if method.scheduler is not None else None
-                ),
-                "scaler": method.scaler.state_dict() if method.scaler is not None else None,
-                "rng": rng_state(),
-                "history": history,
-                "best": best,
-            },
-            tmp,
-        )
+) -> dict[str, Any]:
+    return _snapshot(
+        {
+            "fingerprint": fingerprint,
+            "epoch": epoch,
+            "net": method.net.state_dict(),
+            "optimizer": method.optimizer.state_dict(),
+            "scheduler": method.scheduler.state_dict() if method.scheduler is not None else None,
+            "scaler": method.scaler.state_dict() if method.scaler is not None else None,
+            "rng": rng_state(),
+            "history": history,
+            "best": best,
+        }
+    )
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, one at a time, so that training goes on
+    while a file is written (a gigabyte takes seconds on a local disk and far longer on a
+    busy shared one). Training waits only for the snapshot (a copy of the state in host
+    memory: the checkpoint's size, once more, while it is written) and, when the previous
+    file is still being written, for that one. Each file is renamed into place only when
+    complete, so a kill leaves the previous checkpoint. Leaving the ``with`` block waits
+    for the last write (and re-raises its error, unless the block itself failed)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.blocked = 0.0  # seconds the training thread spent on checkpoints
+        self.writing = 0.0  # seconds the writes took on the background thread
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, path: Path, state_of: Any) -> None:
+        """Snapshot the state (``state_of()``, called now) and write it to ``path``."""
+        t = time.perf_counter()
+        self.wait()
+        state = state_of()
+
+        def run() -> None:
+            tw = time.perf_counter()
+            try:
+                with atomic_path(path) as tmp:
+                    torch.save(state, tmp)
+            except BaseException as e:  # noqa: BLE001 - handed to the training thread
+                self._error = e
+            self.writing += time.perf_counter() - tw
+
+        self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=True)
+        self._thread.start()
+        self.written += 1
+        self.blocked += time.perf_counter() - t
+
+    def wait(self, raise_errors: bool = True) -> None:
+        t = time.perf_counter()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.blocked += time.perf_counter() - t
+        error, self._error = self._error, None
+        if error is not None and raise_errors:
+            raise error
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.wait(raise_errors=exc is None)
 
 
 def _resume(
@@ -395,63 +457,61 @@ def fit(
         resumed = _resume(ckpt, method, fp)
         if resumed is not None:
             history, best, start = resumed
-    ckpt_seconds, ckpt_written = 0.0, 0
     last_ckpt = time.monotonic()
     t_train = time.perf_counter()
 
-    for epoch in progress(
-        range(start, epochs),
-        desc=f"{method.name} {method.bits}bits",
-        total=epochs - start,
-        unit="epoch",
-    ):
-        te = time.perf_counter()
-        method.net.train()
-        method.on_epoch_start(epoch)
-        gen = torch.Generator().manual_seed(method.seed * 1_000_003 + epoch)
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
-        for idx in method.batches(epoch, n, gen):
-            if method.device.type == "cuda":  # a copy from pinned memory never waits
-                idx = idx.pin_memory().to(method.device, non_blocking=True)
-            else:
-                idx = idx.to(method.device)
-            labels = data.labels[idx] if data.labels is not None else None
-            batch = Batch(idx=idx, image=data.image[idx], text=data.text[idx], labels=labels)
-            for key, value in method.train_step(batch, epoch).items():
-                value = torch.as_tensor(value, device=method.device).detach()
-                sums[key] = sums[key] + value if key in sums else value.double()
-            if method.scheduler is not None:
-                method.scheduler.step()
-            count += 1
-        row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(_epoch_means(method, sums, count, epoch, epochs))
-        method.on_epoch_end(epoch)
-        row["lr"] = method.optimizer.param_groups[0]["lr"]
-        if settings.select == "val" and (
-            (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
+    with CheckpointWriter() as writer:
+        for epoch in progress(
+            range(start, epochs),
+            desc=f"{method.name} {method.bits}bits",
+            total=epochs - start,
+            unit="epoch",
         ):
-            row["val_map"] = validation_map(method, val)
-            if best is None or row["val_map"] > best[0]:
-                best = (row["val_map"], epoch + 1, copy.deepcopy(method.net.state_dict()))
-        row["seconds"] = round(time.perf_counter() - te, 3)
-        history.append(row)
-        log.info(
-            "epoch %d/%d %s",
-            epoch + 1,
-            epochs,
-            " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"),
-        )
-        _write_history(history_path, history)
-        # one write per interval at most, so the cost stays below write time / interval;
-        # after the last epoch only for a caller that removes it when its outputs exist
-        due = time.monotonic() - last_ckpt >= 60 * settings.checkpoint_minutes
-        if ckpt is not None and due and (epoch + 1 < epochs or keep_checkpoint):
-            tc = time.perf_counter()
-            _save_checkpoint(ckpt, method, fp, epoch, history, best)
-            ckpt_seconds += time.perf_counter() - tc
-            ckpt_written += 1
-            last_ckpt = time.monotonic()
+            te = time.perf_counter()
+            method.net.train()
+            method.on_epoch_start(epoch)
+            gen = torch.Generator().manual_seed(method.seed * 1_000_003 + epoch)
+            sums: dict[str, torch.Tensor] = {}
+            count = 0
+            for idx in method.batches(epoch, n, gen):
+                if method.device.type == "cuda":  # a copy from pinned memory never waits
+                    idx = idx.pin_memory().to(method.device, non_blocking=True)
+                else:
+                    idx = idx.to(method.device)
+                labels = data.labels[idx] if data.labels is not None else None
+                batch = Batch(idx=idx, image=data.image[idx], text=data.text[idx], labels=labels)
+                for key, value in method.train_step(batch, epoch).items():
+                    value = torch.as_tensor(value, device=method.device).detach()
+                    sums[key] = sums[key] + value if key in sums else value.double()
+                if method.scheduler is not None:
+                    method.scheduler.step()
+                count += 1
+            row: dict[str, Any] = {"epoch": epoch + 1}
+            row.update(_epoch_means(method, sums, count, epoch, epochs))
+            method.on_epoch_end(epoch)
+            row["lr"] = method.optimizer.param_groups[0]["lr"]
+            if settings.select == "val" and (
+                (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
+            ):
+                row["val_map"] = validation_map(method, val)
+                if best is None or row["val_map"] > best[0]:
+                    best = (row["val_map"], epoch + 1, copy.deepcopy(method.net.state_dict()))
+            row["seconds"] = round(time.perf_counter() - te, 3)
+            history.append(row)
+            log.info(
+                "epoch %d/%d %s",
+                epoch + 1,
+                epochs,
+                " ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"),
+            )
+            _write_history(history_path, history)
+            # one write per interval at most, so the cost stays below write time / interval;
+            # after the last epoch only for a caller that removes it when its outputs exist
+            due = time.monotonic() - last_ckpt >= 60 * settings.checkpoint_minutes
+            if ckpt is not None and due and (epoch + 1 < epochs or keep_checkpoint):
+                state = functools.partial(_checkpoint_state, method, fp, epoch, history, best)
+                writer.write(ckpt, state)
+                last_ckpt = time.monotonic()
 
     train_seconds = time.perf_counter() - t_train
     summary: dict[str, Any] = {"selection": "last", "epoch": epochs, "epochs": epochs}
@@ -461,15 +521,18 @@ def fit(
     summary["history"] = history
     summary["seconds"] = time.perf_counter() - t0
     summary["checkpoints"] = {
-        "written": ckpt_written,
-        "seconds": round(ckpt_seconds, 3),
-        "share_of_training": round(ckpt_seconds / train_seconds, 5) if train_seconds else 0.0,
+        "written": writer.written,
+        "seconds": round(writer.blocked, 3),
+        "write_seconds": round(writer.writing, 3),
+        "share_of_training": round(writer.blocked / train_seconds, 5) if train_seconds else 0.0,
     }
-    if ckpt_written:
+    if writer.written:
         log.info(
-            "%d checkpoint(s) written in %.2f s (%.2f%% of %.1f s of training)",
-            ckpt_written,
-            ckpt_seconds,
+            "%d checkpoint(s) written in %.2f s in the background; training waited %.2f s "
+            "for them (%.2f%% of %.1f s of training)",
+            writer.written,
+            writer.writing,
+            writer.blocked,
             100 * summary["checkpoints"]["share_of_training"],
             train_seconds,
         )
