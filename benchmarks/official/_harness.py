@@ -242,6 +242,33 @@ def official_codeset(
     )
 
 
+def top_map_codeset(
+    arrays: dict[str, np.ndarray],
+    q_rows: np.ndarray,
+    db_rows: np.ndarray,
+    bits: int,
+    ids: np.ndarray,
+) -> Codes:
+    """Codes from the last two calls of DJSRH's ``calculate_top_map(qu_B, re_B, ...)``, as
+    UCMFH and CIRH evaluate: image queries against database texts (I->T), then text
+    queries against database images (T->I)."""
+    for key, rows, part in (("call0_qu_B", q_rows, "query"), ("call0_re_B", db_rows, "database")):
+        if len(arrays[key]) != len(rows):
+            raise SystemExit(
+                f"captured {len(arrays[key])} official {part} codes, expected {len(rows)}"
+            )
+    return official_codeset(
+        arrays["call0_qu_B"],
+        arrays["call1_qu_B"],
+        q_rows,
+        arrays["call1_re_B"],
+        arrays["call0_re_B"],
+        db_rows,
+        bits,
+        ids,
+    )
+
+
 # --------------------------------------------------------------------------- table
 
 

@@ -199,21 +199,7 @@ def official_codes(case: H.Case, arrays: dict[str, np.ndarray]) -> H.Codes:
     # for I->T, then (qu_B=query texts, re_B=database images, ...) for T->I
     ids = read_ids(case.features)
     rows = layout(case.args.n_train, case.args.n_database, case.args.n_test)
-    for key, part in (("call0_qu_B", "query"), ("call0_re_B", "database")):
-        if len(arrays[key]) != len(rows[part]):
-            raise SystemExit(
-                f"captured {len(arrays[key])} official {part} codes, expected {len(rows[part])}"
-            )
-    return H.official_codeset(
-        arrays["call0_qu_B"],
-        arrays["call1_qu_B"],
-        rows["query"],
-        arrays["call1_re_B"],
-        arrays["call0_re_B"],
-        rows["database"],
-        case.bits,
-        ids,
-    )
+    return H.top_map_codeset(arrays, rows["query"], rows["database"], case.bits, ids)
 
 
 SPEC = H.Spec(

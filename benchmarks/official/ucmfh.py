@@ -182,21 +182,7 @@ def official_codes(case: H.Case, arrays: dict[str, np.ndarray]) -> H.Codes:
     ids = read_ids(case.features)
     a = case.args
     rows = official_rows(a.n_train, a.n_database, a.n_test)
-    if len(arrays["call0_qu_B"]) != len(rows["query"]):
-        raise SystemExit(
-            f"captured {len(arrays['call0_qu_B'])} official query codes, "
-            f"expected {len(rows['query'])}"
-        )
-    return H.official_codeset(
-        arrays["call0_qu_B"],
-        arrays["call1_qu_B"],
-        rows["query"],
-        arrays["call1_re_B"],
-        arrays["call0_re_B"],
-        rows["retrieval"],
-        case.bits,
-        ids,
-    )
+    return H.top_map_codeset(arrays, rows["query"], rows["retrieval"], case.bits, ids)
 
 
 SPEC = H.Spec(
