@@ -46,15 +46,7 @@ def _case(tmp_path, config, **sizes):
     args = argparse.Namespace(epochs=None, **a)
     work = tmp_path / "seed3"
     (work / "official").mkdir(parents=True)
-    return H.Case(
-        seed=3,
-        bits=16,
-        work=work,
-        official_dir=work / "official",
-        features=work / "features.h5",
-        config=config,
-        args=args,
-    )
+    return H.Case.in_folder(work, seed=3, bits=16, config=config, args=args)
 
 
 def test_paper_config_is_the_official_protocol(config):

@@ -71,15 +71,7 @@ def _case(tmp_path, seed=3, **sizes):
     )
     work = tmp_path / "work"
     (work / "official").mkdir(parents=True)
-    return H.Case(
-        seed=seed,
-        bits=16,
-        work=work,
-        official_dir=work / "official",
-        features=work / "features.h5",
-        config=H.paper_config("dgcpn"),
-        args=args,
-    )
+    return H.Case.in_folder(work, seed=seed, bits=16, config=H.paper_config("dgcpn"), args=args)
 
 
 def test_layout_writer_round_trips_to_our_feature_file_and_split(tmp_path):

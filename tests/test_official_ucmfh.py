@@ -36,14 +36,8 @@ def _case(tmp_path, n_train=128, n_database=256, n_test=128, config=None):
         device="cpu",
     )
     work = tmp_path / "seed0"
-    case = H.Case(
-        seed=0,
-        bits=16,
-        work=work,
-        official_dir=work / "official",
-        features=work / "features.h5",
-        config=config or H.paper_config("ucmfh"),
-        args=args,
+    case = H.Case.in_folder(
+        work, seed=0, bits=16, config=config or H.paper_config("ucmfh"), args=args
     )
     case.official_dir.mkdir(parents=True)
     return case

@@ -289,15 +289,7 @@ def test_harness_runs_and_scores_our_side_on_the_official_layout(tmp_path):
         threads=1,
     )
     work = tmp_path / "seed0"
-    case = H.Case(
-        seed=0,
-        bits=8,
-        work=work,
-        official_dir=work / "official",
-        features=work / "features.h5",
-        config=H.paper_config("rshnl"),
-        args=args,
-    )
+    case = H.Case.in_folder(work, seed=0, bits=8, config=H.paper_config("rshnl"), args=args)
     case.official_dir.mkdir(parents=True)
     rshnl.SPEC.write_data(case)
     assert (case.official_dir / "datasets/INRIA-Websearch.mat").exists()

@@ -64,6 +64,11 @@ class Case:
     args: argparse.Namespace
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def in_folder(cls, work: Path, **kw: Any) -> Case:
+        """A case whose official folder and feature file are the harness's names in ``work``."""
+        return cls(work=work, official_dir=work / "official", features=work / "features.h5", **kw)
+
 
 @dataclass
 class Spec:
@@ -363,15 +368,7 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for bits in args.bits:
             work = args.work / f"seed{seed}"
-            case = Case(
-                seed=seed,
-                bits=bits,
-                work=work,
-                official_dir=work / "official",
-                features=work / "features.h5",
-                config=config,
-                args=args,
-            )
+            case = Case.in_folder(work, seed=seed, bits=bits, config=config, args=args)
             work.mkdir(parents=True, exist_ok=True)
             # each code length gets a fresh official folder (its caches and checkpoints)
             shutil.rmtree(case.official_dir, ignore_errors=True)

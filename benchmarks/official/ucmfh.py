@@ -303,12 +303,10 @@ def diagnose(work: Path, checkout: Path, bits: int) -> None:
             "ours": _our_model(seed_dir / f"ours_{bits}.pt"),
             "official": _official_model(checkout, ckpt, bits),
         }
-        case = H.Case(
+        case = H.Case.in_folder(
+            seed_dir,
             seed=int(seed_dir.name[4:]),
             bits=bits,
-            work=seed_dir,
-            official_dir=seed_dir / "official",
-            features=seed_dir / "features.h5",
             config=config,
             args=argparse.Namespace(),
             extra={"database": "retrieval"},
