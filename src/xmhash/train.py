@@ -320,8 +320,8 @@ class CheckpointWriter:
 
     def write(self, path: Path, state_of: Any) -> None:
         """Snapshot the state (``state_of()``, called now) and write it to ``path``."""
+        self.wait()  # counts its own time
         t = time.perf_counter()
-        self.wait()
         state = state_of()
 
         def run() -> None:
