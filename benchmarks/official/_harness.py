@@ -110,6 +110,22 @@ def paper_config(method: str) -> dict[str, Any]:
     return deep_merge(base, yaml.safe_load((REPO / f"config/paper/{method}.yaml").read_text()))
 
 
+def database_setting(config: dict[str, Any], block: str) -> str:
+    """The evaluation database of dataset ``block``, as the evaluate rule reads it: the
+    dataset's own ``database`` or else ``evaluation.database``."""
+    return config["datasets"][block].get("database") or config["evaluation"]["database"]
+
+
+def official_split(rows: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Our feature file's ``official_split`` column for an official layout: each item is
+    ``train``, ``val`` or ``query`` where that part of ``rows`` holds it, else ``database``."""
+    where = np.full(n, "database", dtype=object)
+    for part in ("train", "val", "query"):
+        if part in rows:
+            where[rows[part]] = part
+    return where.astype(str)
+
+
 # --------------------------------------------------------------------------- checks
 
 

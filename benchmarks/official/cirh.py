@@ -114,13 +114,6 @@ def write_layout(
         )
 
 
-def official_split_column(rows: dict, n: int) -> np.ndarray:
-    where = np.full(n, "database", dtype=object)
-    where[rows["train"]] = "train"
-    where[rows["query"]] = "query"
-    return where.astype(str)
-
-
 def write_data(case: H.Case) -> None:
     a = case.args
     rows = layout(a.n_train, a.n_database, a.n_test)
@@ -140,7 +133,7 @@ def write_data(case: H.Case) -> None:
             image=image,
             text=text,
             label_names=list(demo.label_names),
-            official_split=official_split_column(rows, n),
+            official_split=H.official_split(rows, n),
             attrs={**demo.attrs, "dataset": "cirh_official_layout"},
         ),
     )
@@ -153,7 +146,7 @@ def write_data(case: H.Case) -> None:
         )
     # the official files fix every row: train on all of the file's training rows
     case.extra["split"] = {**block["split"], "official": True, "train": "all"}
-    case.extra["database"] = block.get("database") or cfg["evaluation"]["database"]
+    case.extra["database"] = H.database_setting(cfg, BLOCK)
 
 
 def our_params(case: H.Case):

@@ -109,10 +109,8 @@ def write_data(case: H.Case) -> None:
         np.save(folder / fname, rows[part].astype(np.int64))
     for sub in ("checkpoint", "log", "result"):  # the script writes there, relative to its cwd
         (case.official_dir / sub).mkdir()
-    where = np.full(n, "database", dtype=object)
-    for part in ("train", "val", "query"):
-        where[rows[part]] = part
-    ours = dataclasses.replace(feats, words=None, regions=None, official_split=where.astype(str))
+    split = H.official_split(rows, n)
+    ours = dataclasses.replace(feats, words=None, regions=None, official_split=split)
     ours.attrs = {**ours.attrs, "dataset": f"dgcpn-official-{case.seed}"}
     write_features(case.features, ours)
 
@@ -129,7 +127,7 @@ def write_data(case: H.Case) -> None:
         "official": True,
         "val_from": "database",
     }
-    case.extra["database"] = block.get("database") or case.config["evaluation"]["database"]
+    case.extra["database"] = H.database_setting(case.config, BLOCK)
     case.extra["rows"] = rows
 
 

@@ -130,7 +130,7 @@ def write_data(case: H.Case) -> None:
     block = cfg["datasets"][lay["block"]]
     case.extra["block"] = lay["block"]
     case.extra["split"] = block["split"]
-    case.extra["database"] = block.get("database") or cfg["evaluation"]["database"]
+    case.extra["database"] = H.database_setting(cfg, lay["block"])
     if "symall" not in cfg["noise"]["kinds"]:
         raise SystemExit(
             "config/paper/rshnl.yaml: noise.kinds must hold symall (the official draw)"

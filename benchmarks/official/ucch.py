@@ -70,7 +70,7 @@ def write_data(case: H.Case) -> None:
     split = dict(block["split"])
     split["val"] = min(split["val"], a.n_train)  # retrieval[0:2000] of fewer items: all
     case.extra["split"] = split
-    case.extra["database"] = block.get("database") or case.config["evaluation"]["database"]
+    case.extra["database"] = H.database_setting(case.config, BLOCK)
 
 
 def our_params(case: H.Case):

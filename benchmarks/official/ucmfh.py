@@ -118,13 +118,6 @@ def write_layout(folder: Path, feats, rows: dict[str, np.ndarray]) -> None:
             pickle.dump(data, fh, protocol=4)
 
 
-def official_split(rows: dict[str, np.ndarray], n_items: int) -> np.ndarray:
-    where = np.full(n_items, "database", dtype=object)
-    where[rows["query"]] = "query"
-    where[rows["train"]] = "train"
-    return where.astype(str)
-
-
 def write_data(case: H.Case) -> None:
     a = case.args
     if (a.image_dim, a.text_dim) != (FEAT_DIM, FEAT_DIM):
@@ -143,11 +136,10 @@ def write_data(case: H.Case) -> None:
         (case.official_dir / "checkpoints" / sub).mkdir(parents=True, exist_ok=True)
     write_features(
         case.features,
-        dataclasses.replace(feats, official_split=official_split(rows, n)),
+        dataclasses.replace(feats, official_split=H.official_split(rows, n)),
     )
     case.extra["split"] = {"query": a.n_test, "train": "all", "val": 0, "official": True}
-    block = case.config["datasets"][BLOCK]
-    case.extra["database"] = block.get("database") or case.config["evaluation"]["database"]
+    case.extra["database"] = H.database_setting(case.config, BLOCK)
 
 
 def our_params(case: H.Case):
