@@ -38,6 +38,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -230,6 +231,7 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+@functools.cache  # a process-wide setting: once is enough (find_library runs ldconfig)
 def keep_freed_host_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back to the
     system; True when it applied (glibc only, a no-op elsewhere).
@@ -318,7 +320,7 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def write(self, path: Path, state_of: Any) -> None:
+    def write(self, path: Path, state_of: Callable[[], dict[str, Any]]) -> None:
         """Snapshot the state (``state_of()``, called now) and write it to ``path``."""
         self.wait()  # counts its own time
         t = time.perf_counter()
