@@ -23,9 +23,9 @@ change to its files:
   opens the same path under ``TO`` instead (official loaders that read a fixed absolute
   data folder); each redirect is reported on stderr the first time it is used;
 * with ``--capture NAME``, every call of a Python function named ``NAME`` is watched
-  and the array (numpy or torch) arguments of the last two calls are written to ``--capture-out`` (``.npz``,
-  keys ``<call>_<argument>``): the official scripts compute their test mAP with such a
-  function, so these are the official test codes.
+  and the array (numpy or torch) arguments of the last two calls are written to
+  ``--capture-out`` (``.npz``, keys ``<call>_<argument>``): the official scripts compute
+  their test mAP with such a function, so these are the official test codes.
 """
 
 from __future__ import annotations
