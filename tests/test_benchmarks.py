@@ -7,13 +7,13 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
-import tomllib
 
 import pytest
 import torch
 from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from test_envs import pyproject_pins
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu  # noqa: E402  benchmarks/gpu.py
@@ -91,21 +91,12 @@ def test_missing_modules_are_named_with_the_wheels_that_bring_them():
     assert "leidenalg==0.12.0" in text and "no wheel list for no_such_module_xyz" in text
 
 
-def _pins() -> dict[str, str]:
-    """The project's own exact pins (pyproject.toml), by normalised name."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [
-        r for g in project["optional-dependencies"].values() for r in g
-    ]
-    return {canonicalize_name(r.name): str(r.specifier)[2:] for r in map(Requirement, reqs)}
-
-
 def test_carried_versions_are_the_ones_tested_here():
     """The wheels the GPU run carries are those this checkout is tested with: a package
     the project pins, at its pin; one that comes only as a dependency of another carried
     package, at a version that each carried package installed here accepts. Nothing here
     depends on which versions a registry serves today."""
-    pins = _pins()
+    pins = {canonicalize_name(k): v for k, v in pyproject_pins().items()}
     carried = {
         canonicalize_name(name): version
         for wheels in gpu.CARRY.values()
