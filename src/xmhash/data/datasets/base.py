@@ -13,8 +13,6 @@ is the dataset's config block (``datasets.<name>``). It returns the counts it re
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 from xmhash.data.download import Remote, extract
 from xmhash.data.prepared import PreparedError
+from xmhash.io import scratch_path
 
 Prepare = Callable[[dict[str, Path], Path, dict[str, Any]], dict[str, Any]]
 
@@ -92,13 +91,9 @@ def check_images(root: Path, relpaths: list[str], enabled: bool = True) -> None:
 @contextmanager
 def workdir(out: Path) -> Iterator[Path]:
     """A scratch directory beside ``out`` (same file system, so moves are renames),
-    removed afterwards whatever happens."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
-    try:
+    removed afterwards whatever happens (after a kill, when the job starts again)."""
+    with scratch_path(out, suffix=".work", directory=True) as tmp:
         yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def unpack(archive: Path, into: Path) -> Path:
