@@ -132,3 +132,15 @@ def test_a_chunk_changed_under_the_writer_is_not_finished(tmp_path):
         w.finish(label_names=["a", "b"], attrs={}, items=8)
     w.close()
     assert not out.exists()
+
+
+def test_a_partial_file_of_the_single_file_layout_is_replaced(tmp_path, caplog):
+    out = tmp_path / "enc.h5"
+    partial_path(out).write_bytes(b"an older xmhash's partial file")
+    with caplog.at_level("WARNING", logger="xmhash.features.store"):
+        w = FeatureWriter(out, **SHAPE)
+    assert "partial file of an older xmhash; starting over from item 0" in caplog.text
+    assert w.consumed == 0 and partial_path(out).is_dir()
+    w.append(chunk(0), consumed=4)
+    w.finish(label_names=["a", "b"], attrs={}, items=4)
+    assert len(read_features(out)) == 4
