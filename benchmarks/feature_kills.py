@@ -169,21 +169,22 @@ def main() -> None:
     from xmhash.data.demo_images import ImageDemoSpec, write_image_demo
     from xmhash.features.encoders import load_encoder
 
-    work = Path(tempfile.mkdtemp(prefix="feature_kills."))
-    encoder = load_encoder(str(save_clip(work / "clip")), device="cpu")
-    prepared = work / "prepared"
-    write_image_demo(prepared, ImageDemoSpec(n_items=a.items, n_query=a.items // 10))
-    t = time.perf_counter()
-    kills, same, starts_over = kill_runs(
-        encoder,
-        prepared,
-        work,
-        chunk_items=a.chunk_items,
-        kills=a.kills,
-        window=a.window,
-        seed=a.seed,
-    )
-    print(f"{a.kills} kills in {time.perf_counter() - t:.0f} s (work files in {work})")
+    with tempfile.TemporaryDirectory(prefix="feature_kills.") as tmp:
+        work = Path(tmp)
+        encoder = load_encoder(str(save_clip(work / "clip")), device="cpu")
+        prepared = work / "prepared"
+        write_image_demo(prepared, ImageDemoSpec(n_items=a.items, n_query=a.items // 10))
+        t = time.perf_counter()
+        kills, same, starts_over = kill_runs(
+            encoder,
+            prepared,
+            work,
+            chunk_items=a.chunk_items,
+            kills=a.kills,
+            window=a.window,
+            seed=a.seed,
+        )
+    print(f"{a.kills} kills in {time.perf_counter() - t:.0f} s")
     print()
     print("| kill | at (s) | resumed at | encoded | committed | next resumed at | redone |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
