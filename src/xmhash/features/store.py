@@ -366,6 +366,7 @@ def read_features(
 
 _RESUME = "_resume"
 _CHUNK = "chunk-{:06d}.h5"
+_DAMAGED = (OSError, ValueError, KeyError, TypeError)  # reading a damaged chunk (HDF5, JSON)
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -527,7 +528,7 @@ class FeatureWriter:
         try:
             state = read_attrs(first)[_RESUME]
             same = (state["fingerprint"], state["layout"]) == (self.fingerprint, self.layout)
-        except (OSError, ValueError, KeyError, TypeError, FeatureFileError):
+        except _DAMAGED:
             return True  # damaged: the resume below says so and redoes chunk 0
         if not same:
             log.warning(
@@ -549,7 +550,7 @@ class FeatureWriter:
         while self._chunk(k).exists():
             try:
                 self.records.append(self._verified_record(k))
-            except (OSError, ValueError, KeyError, TypeError, FeatureFileError) as e:
+            except _DAMAGED as e:
                 log.warning(
                     "%s: damaged chunk %d (%s); redoing it and what follows, from item %d",
                     self.partial,
