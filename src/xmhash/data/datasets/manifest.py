@@ -69,6 +69,7 @@ def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[
     given = options.get("label_names")
     index = {n: j for j, n in enumerate(given)} if given else None
     parsed, bad, dropped = [], [], []
+    missing_images = 0  # of the bad entries
     first_line: dict[str, int] = {}
     for line_no, row in read_manifest(path):
         missing = [k for k in ("image", "text", "labels") if k not in row or row[k] is None]
@@ -82,6 +83,7 @@ def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[
                 dropped.append(f"line {line_no}: {image!r}")
             else:
                 bad.append(f"line {line_no}: image {image!r} not found at {where}")
+                missing_images += 1
             continue
         if option(options, "check_images", True):
             try:
@@ -104,7 +106,6 @@ def prepare(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[
             continue
         parsed.append((line_no, id_, image, str(row["text"]), labels))
     if bad:
-        missing_images = any("not found at" in b for b in bad)
         raise DatasetError(
             f"{path}: {len(bad)} bad {'entry' if len(bad) == 1 else 'entries'}:\n  "
             + "\n  ".join(bad)
