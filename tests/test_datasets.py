@@ -3,6 +3,8 @@ archives; MIRFlickr checked against the real shared metadata."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
@@ -173,6 +175,119 @@ def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
         import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", {})
     assert ".work" not in str(err.value)  # not the scratch directory, deleted by then
     assert not (tmp_path / "f.h5").exists()
+
+
+def _import_folder(tmp_path, root, **options):
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    options = {"root": str(root), **options}
+    download_dataset("wikipedia", tmp_path / "downloads", options)  # nothing to fetch
+    assert list((tmp_path / "downloads").iterdir()) == [tmp_path / "downloads/manifest.json"]
+    import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", options)
+    return read_features(tmp_path / "f.h5")
+
+
+@pytest.mark.parametrize("layout", ["archive", "features"])
+def test_wikipedia_imports_an_unpacked_folder(tmp_path, layout):
+    """The archive as it unpacks, or the features as they are published (the .mat and the
+    two lists, a stray "A" before the first text id, no categories.list)."""
+    from dataset_fixtures import FEATURES_ONLY, WIKI_CATEGORIES, wikipedia_folder
+
+    only = FEATURES_ONLY if layout == "features" else ()
+    root, truth = wikipedia_folder(tmp_path / "wiki", only=only, stray_a=layout == "features")
+    feats = _import_folder(tmp_path, root)
+    assert list(feats.ids) == truth["ids"]
+    np.testing.assert_allclose(feats.image, truth["image"], rtol=1e-6)
+    np.testing.assert_allclose(feats.text, truth["text"], rtol=1e-6)
+    assert list(feats.official_split) == truth["split"]
+    assert [int(np.flatnonzero(r)[0]) for r in feats.labels] == truth["labels"]
+    n = feats.labels.shape[1]
+    assert feats.label_names == (
+        WIKI_CATEGORIES if layout == "archive" else [str(c + 1) for c in range(n)]
+    )
+
+
+def test_wikipedia_tfidf_texts_are_selectable(tmp_path):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    root, truth = wikipedia_folder(tmp_path / "wiki", only=FEATURES_ONLY)
+    feats = _import_folder(tmp_path, root, text_feature="tfidf")
+    np.testing.assert_allclose(feats.text, truth["tfidf"], rtol=1e-6)
+    assert "TF-IDF" in feats.attrs["encoder_id"]
+
+
+def test_wikipedia_folder_prepare_needs_the_texts(tmp_path):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    root, truth = wikipedia_folder(tmp_path / "wiki")
+    options = {"root": str(root)}
+    download_dataset("wikipedia", tmp_path / "downloads", options)
+    prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "prepared", options)
+    assert [it.text for it in read_prepared(tmp_path / "prepared").items] == truth["texts"]
+    bare, _ = wikipedia_folder(tmp_path / "bare", only=FEATURES_ONLY)
+    with pytest.raises(DatasetError, match=r"bare/texts: missing.*encoder: wiki_sift_lda"):
+        prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "p2", {"root": str(bare)})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"text_feature": "bow"}, r"text_feature 'bow', expected one of \['lda', 'tfidf'\]"),
+        ({"root": "{tmp}/nowhere"}, r"nowhere: no such folder \(datasets.<name>.root\)"),
+    ],
+)
+def test_wikipedia_folder_errors_name_the_setting(tmp_path, options, match):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    from xmhash.data.stage import import_features
+
+    root, _ = wikipedia_folder(tmp_path / "wiki", only=FEATURES_ONLY)
+    options = {"root": str(root), **{k: v.format(tmp=tmp_path) for k, v in options.items()}}
+    (tmp_path / "downloads").mkdir()
+    with pytest.raises(DatasetError, match=match):
+        import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", options)
+
+
+def test_wikipedia_tfidf_missing_names_the_keys(tmp_path):
+    from dataset_fixtures import mat_bytes, wikipedia_folder
+
+    from xmhash.data.stage import import_features
+
+    root, _ = wikipedia_folder(tmp_path / "wiki")
+    (root / "raw_features.mat").write_bytes(
+        mat_bytes(
+            {
+                k: np.ones((12 if k.endswith("tr") else 5, 2))
+                for k in ("I_tr", "I_te", "T_tr", "T_te")
+            }
+        )
+    )
+    (tmp_path / "downloads").mkdir()
+    with pytest.raises(DatasetError, match=r"raw_features\.mat: key 'T_tfidf_tr' missing"):
+        import_features(
+            "wikipedia",
+            tmp_path / "downloads",
+            tmp_path / "f.h5",
+            {"root": str(root), "text_feature": "tfidf"},
+        )
+
+
+WIKI_REAL = Path(__file__).resolve().parents[1] / "../shared/data/wikipedia-sift-lda"
+
+
+@pytest.mark.skipif(not WIKI_REAL.is_dir(), reason="no ../shared/data/wikipedia-sift-lda")
+def test_wikipedia_real_folder_imports_as_published(tmp_path):
+    """The published SIFT/LDA folder: 2,173 + 693 pairs, the official split, 10 classes
+    named from its categories.list, the stray "A" gone from the first text id."""
+    feats = _import_folder(tmp_path, WIKI_REAL.resolve())
+    assert feats.image.shape == (2866, 128) and feats.text.shape == (2866, 10)
+    assert list(np.unique(feats.official_split, return_counts=True)[1]) == [693, 2173]
+    assert feats.label_names[0] == "art" and len(feats.label_names) == 10
+    assert not feats.ids[0].startswith("A") and len(feats.ids[0]) == len(feats.ids[1])
+    np.testing.assert_allclose(feats.image.sum(1), 1, atol=1e-4)
+    counts = feats.labels[feats.official_split == "train"].sum(0)
+    assert counts[0] == 138 and counts[-1] == 347  # art, warfare (README)
 
 
 # ---------------------------------------------------------------- NUS-WIDE
