@@ -16,8 +16,8 @@ their validation rows (``noise.select: val``) are drawn from the database and he
 training, as config.yaml's ``datasets.wikipedia.split`` does.
 
 Output: one JSON line per run (``method, bits, seed, i2t, t2i, collapsed,
-distinct_codes`` -- the database's distinct image and text codes -- and ``seconds``,
-the run's wall time), then a table of the means over seeds with lsh, cca_itq and the
+distinct_codes`` -- the database's distinct image and text codes -- and ``seconds``
+and ``cpu_seconds``, the run's wall and CPU time), then a table of the means over seeds with lsh, cca_itq and the
 chance level, and the acceptance of each row: every deep unsupervised method beats lsh by
 at least 0.05 in both directions at every code length with no run collapsed, and ENHash
 reaches the best of DJSRH, JDSH and DGCPN on the mean of both directions at every code
@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +199,9 @@ def work_dir(path: Path) -> Path:
     return path
 
 
-def record(method: str, bits: int, seed: int, metrics: dict, seconds: float) -> dict:
+def record(
+    method: str, bits: int, seed: int, metrics: dict, seconds: float, cpu_seconds: float
+) -> dict:
     db = metrics["codes"]["database"]
     return {
         "method": method,
@@ -209,6 +212,7 @@ def record(method: str, bits: int, seed: int, metrics: dict, seconds: float) -> 
         "collapsed": bool(metrics["collapsed"]),
         "distinct_codes": {m: db[m]["distinct"] for m in ("image", "text")},
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
         "chance": round(metrics["chance"]["map@all_expected"], 4),
     }
 
@@ -282,6 +286,31 @@ def table(records: list[dict], bits: list[int], chance: float, deep: set[str]) -
     return "\n".join(lines)
 
 
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def runs(
+    stages: Stages, methods: list[str], bits: list[int], seeds: list[int], epochs: int | None
+) -> Iterator[dict]:
+    """The record of each run, seed by seed (so an interrupted grid has whole seeds)."""
+    for seed in seeds:
+        for m in methods:
+            params = short_schedule(method_config(stages.cfg, DATASET, m), epochs)
+            for b in bits:
+                t, cpu = time.perf_counter(), time.process_time()
+                metrics = stages.run(m, b, seed, params)
+                wall = time.perf_counter() - t
+                yield record(m, b, seed, metrics, wall, time.process_time() - cpu)
+
+
+def print_table(records: list[dict], deep: set[str]) -> None:
+    bits = sorted({r["bits"] for r in records})
+    chance = float(np.mean([r["chance"] for r in records]))
+    print()
+    print(table(records, bits, chance, deep & {r["method"] for r in records}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="the Wikipedia folder")
@@ -306,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--noise {args.noise!r}: expected KIND:RATE, e.g. sym:0.5")
     os.environ.setdefault("XMHASH_PROGRESS", "0")
     torch.set_num_threads(1)
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = config()
     methods = args.methods or default_methods(bool(args.noise))
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -323,25 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for r in records:
             print(json.dumps(r))
-        bits = sorted({r["bits"] for r in records})
-        chance = float(np.mean([r["chance"] for r in records]))
-        print()
-        print(table(records, bits, chance, deep & {r["method"] for r in records}))
+        print_table(records, deep)
         return 0
     with tempfile.TemporaryDirectory(prefix="real_quality.") as tmp:
         stages = Stages(cfg, args.data, args.work or Path(tmp), args.text_feature, args.noise)
         records = []
-        for seed in args.seeds:
-            for m in methods:
-                params = short_schedule(method_config(cfg, DATASET, m), args.epochs)
-                for b in args.bits:
-                    t = time.perf_counter()
-                    metrics = stages.run(m, b, seed, params)
-                    records.append(record(m, b, seed, metrics, time.perf_counter() - t))
-                    print(json.dumps(records[-1]), flush=True)
-    print()
-    chance = float(np.mean([r["chance"] for r in records]))
-    print(table(records, args.bits, chance, deep), flush=True)
+        for r in runs(stages, methods, args.bits, args.seeds, args.epochs):
+            records.append(r)
+            print(json.dumps(r), flush=True)
+    print_table(records, deep)
     return 0
 
 
