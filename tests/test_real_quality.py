@@ -95,3 +95,28 @@ def test_no_method_collapses_on_real_features(stages, method):
     keep the items apart (evaluate's collapse flags stay off)."""
     (r,) = rq.runs(stages, [method], [32], [0], None)
     assert not r["collapsed"], r
+
+
+def test_noise_setting_is_checked():
+    with pytest.raises(SystemExit):
+        rq.main(["--data", "x", "--noise", "sym0.5"])
+    with pytest.raises(SystemExit):
+        rq.main(["--data", "x", "--noise", "flip:0.5"])
+
+
+@needs_wiki
+def test_noise_trains_the_noisy_label_methods_on_corrupted_labels(tmp_path, capsys):
+    args = ["--data", str(WIKI), "--noise", "sym:0.5", "--methods", "rshnl", "--epochs", "1"]
+    assert rq.main([*args, "--bits", "32", "--seeds", "0", "--work", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert [json.loads(x)["method"] for x in out.splitlines() if x.startswith("{")] == [
+        "lsh",
+        "cca_itq",
+        "rshnl",
+    ]
+    results = tmp_path / "results/wikipedia"
+    assert (results / "noise/sym0.5/seed0.npz").is_file()
+    run = results / "noisesym0.5/rshnl/32bits/seed0"
+    assert (run / "sample_weights.npz").is_file()
+    assert json.loads((run / "metrics.json").read_text())["variant"] == "noise-sym0.5"
+    assert "acceptance:" not in out  # the acceptance is the clean track's
