@@ -862,3 +862,34 @@ def test_v73_feature_arrays_are_read_in_matlab_orientation(tmp_path):
     (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
     with pytest.raises(DatasetError, match=r"bad\.mat: not a readable \.mat file"):
         load_mat(tmp_path / "bad.mat")
+
+
+def test_dcmh_mat_split_masks_and_overlaps(tmp_path):
+    from dataset_fixtures import mat_bytes
+
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    x, t, y, *_ = _struct_data(np.random.default_rng(0), n=10)
+    train = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])  # a 0/1 mask
+    (tmp_path / "d.mat").write_bytes(mat_bytes({"X": x, "T": t, "Y": y}))
+    (tmp_path / "s.mat").write_bytes(mat_bytes({"tr": train, "te": np.array([[9, 10]])}))
+    opts = {
+        **{f"{part}_mat": str(tmp_path / "d.mat") for part in ("image", "text", "label")},
+        **{"image_key": "X", "text_key": "T", "label_key": "Y", "name": "mine"},
+        **{"index_mat": str(tmp_path / "s.mat"), "train_index_key": "tr"},
+        "query_index_key": "te",
+    }
+    (tmp_path / "dl").mkdir()
+    import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    split = list(read_features(tmp_path / "f.h5").official_split)
+    assert split == ["train"] * 6 + ["database"] * 2 + ["query"] * 2
+    with pytest.raises(DatasetError, match=r"query_index_key and .*train_index_key share rows"):
+        import_features(
+            "dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", {**opts, "query_index_key": "tr"}
+        )
+    (tmp_path / "s.mat").write_bytes(mat_bytes({"tr": train, "te": np.array([[0, 11]])}))
+    with pytest.raises(
+        DatasetError, match=r"s\.mat: te \(datasets\.mine\.query_index_key\) must hold"
+    ):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)

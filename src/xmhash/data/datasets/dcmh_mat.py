@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from xmhash.data.datasets.base import DatasetError, Source, option, require, setting, workdir
+from xmhash.data.datasets.base import DatasetError, Source, require, setting, workdir
 from xmhash.data.datasets.matfile import (
     class_ids_to_multihot,
+    declared_layout,
     load_mat,
     take,
     transposed_hint,
@@ -54,7 +55,7 @@ def _array(options: dict[str, Any], part: str) -> tuple[np.ndarray, Path]:
             f"the .mat file and its array (e.g. {_EXAMPLE[part]})"
         )
     path = Path(path).expanduser()
-    arr = take(load_mat(path), path, key, ndim=None, **_layout(options, part))
+    arr = take(load_mat(path), path, key, ndim=None, **declared_layout(options, f"{part}_layout"))
     if part == "label" and arr.shape[0] == 1 and arr.ndim == 2:
         arr = arr.reshape(-1)  # a row vector of class ids
     if part != "label" and arr.ndim != 2:
@@ -68,11 +69,6 @@ def _array(options: dict[str, Any], part: str) -> tuple[np.ndarray, Path]:
             )
         )
     return arr, path
-
-
-def _layout(options: dict[str, Any], part: str) -> dict[str, str]:
-    key = f"{part}_layout"
-    return {"layout": option(options, key, "rows"), "layout_setting": setting(options, key)}
 
 
 _EXAMPLE = {
@@ -98,7 +94,7 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
             raise DatasetError(
                 f"{path}: {options[part + '_key']} has {arr.shape[0]} rows, expected {n} "
                 f"(the rows of the other two arrays)"
-                + (transposed_hint(**_layout(options, part)) if flipped else "")
+                + (transposed_hint(**declared_layout(options, f"{part}_layout")) if flipped else "")
             )
     names = list(options.get("label_names") or [f"label{j}" for j in range(labels.shape[1])])
     if len(names) != labels.shape[1]:
@@ -141,7 +137,7 @@ def _indices(options: dict[str, Any], key_option: str, n: int) -> np.ndarray:
     path = Path(options.get("index_mat") or options.get("label_mat") or "").expanduser()
     key = options[key_option]
     arr = take(load_mat(path), path, key, ndim=1)
-    if arr.size == n and np.isin(arr, (0, 1)).all() and arr.sum() not in (0, 1):
+    if arr.size == n and np.isin(arr, (0, 1)).all() and (arr == 0).any():  # a 0/1 mask
         return np.flatnonzero(arr)
     if arr.size == 0 or (arr != np.round(arr)).any() or arr.min() < 1 or arr.max() > n:
         raise DatasetError(

@@ -16,10 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from xmhash.data.datasets.base import DatasetError, require
+from xmhash.data.datasets.base import DatasetError, option, require, setting
 
 # how a 2-D array holds its items: one per row (N x D) or one per column (D x N)
 LAYOUTS = ("rows", "columns")
+
+
+def declared_layout(options: dict[str, Any], key: str) -> dict[str, str]:
+    """The :func:`take` arguments of the layout a dataset option ``key`` declares."""
+    return {"layout": option(options, key, "rows"), "layout_setting": setting(options, key)}
 
 
 def load_mat(path: Path) -> dict[str, Any]:
@@ -118,11 +123,11 @@ def take(
     ``layout_setting`` (the config key of the layout) where the array looks transposed."""
     value = field(mat, path, key)
     arr = np.asarray(value)
-    if _fields(value) is not None:
-        first = _fields(value)[0] if _fields(value) else "X"
+    fields = _fields(value)
+    if fields is not None:
         raise DatasetError(
             f"{path}: {key} is {_describe(value)}, expected an array: name one of its "
-            f"fields, e.g. {key}.{first}"
+            f"fields, e.g. {key}.{fields[0] if fields else 'X'}"
         )
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DatasetError(

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from xmhash.data.datasets.base import DatasetError, Source, option, setting
-from xmhash.data.datasets.matfile import class_ids_to_multihot, field, load_mat, take
+from xmhash.data.datasets.matfile import (
+    class_ids_to_multihot,
+    declared_layout,
+    field,
+    load_mat,
+    take,
+)
 
 ENCODER = "mat"
 _KEYS = {  # format -> part -> (image key, text key, label key)
@@ -90,10 +96,7 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
             lab = _cell(mat, path, name(f"{key}_labels"), 0)
             parts.append((split, img, txt, lab))
     elif fmt in _KEYS:
-        layout = {
-            "layout": option(options, "layout", "rows"),
-            "layout_setting": setting(options, "layout"),
-        }
+        layout = declared_layout(options, "layout")
         for part, keys in _KEYS[fmt].items():
             ik, tk, lk = (name(k) for k in keys)
             img = take(mat, path, ik, **layout)
