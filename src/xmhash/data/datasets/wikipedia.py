@@ -74,11 +74,8 @@ def _pairs(root: Path) -> tuple[list[str], list[tuple[str, str, int, str]]]:
             if not line.strip():
                 continue
             parts = line.split()
-            if (
-                len(parts) != 3
-                or not parts[2].isdigit()
-                or not 1 <= int(parts[2]) <= (len(names) if names else int(parts[2]))
-            ):
+            cat = int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else 0
+            if cat < 1 or (names and cat > len(names)):
                 raise DatasetError(
                     f"{path}, line {line_no}: {line!r}, expected '<text id> "
                     f"<image id> <category {top}>'"
@@ -87,7 +84,7 @@ def _pairs(root: Path) -> tuple[list[str], list[tuple[str, str, int, str]]]:
             if line_no == 1 and text_id[0] not in _ID_CHARS and set(text_id[1:]) <= _ID_CHARS:
                 log.info("%s, line 1: stray %r before the text id dropped", path, text_id[0])
                 text_id = text_id[1:]
-            pairs.append((text_id, parts[1], int(parts[2]) - 1, split))
+            pairs.append((text_id, parts[1], cat - 1, split))
     if names is None:
         names = [str(c + 1) for c in range(max(c for _, _, c, _ in pairs) + 1)]
     return names, pairs
