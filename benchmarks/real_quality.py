@@ -244,7 +244,7 @@ def acceptance(
             for task in ("i2t", "t2i"):
                 lead = means[name][(task, b)] - lsh[(task, b)]
                 if lead < MARGIN:
-                    why.append(f"{task} {b}: lsh{lead:+.3f}")
+                    why.append(f"{task} {b}: lsh{lead:+.4f}")
         if collapsed.get(name):
             why.append(f"{collapsed[name]} runs collapsed")
         if name == "enhash":
@@ -255,7 +255,7 @@ def acceptance(
                 best = max((means[r][("i2t", b)] + means[r][("t2i", b)]) / 2 for r in rivals)
                 mine = (means[name][("i2t", b)] + means[name][("t2i", b)]) / 2
                 if rivals and mine < best:
-                    why.append(f"mean {b}: best rival{mine - best:+.3f}")
+                    why.append(f"mean {b}: best rival{mine - best:+.4f}")
         verdicts[name] = "pass" if not why else "FAIL: " + "; ".join(why)
     return verdicts
 

@@ -33,14 +33,14 @@ def test_acceptance_needs_the_lead_over_lsh_in_both_directions_and_no_collapse()
     means = _means(lsh=(0.14, 0.11), djsrh=(0.20, 0.31), jdsh=(0.25, 0.15), dgcpn=(0.30, 0.30))
     v = rq.acceptance(means, {"dgcpn": 2}, [16], deep={"djsrh", "jdsh", "dgcpn"})
     assert v["lsh"] == "-" and v["djsrh"] == "pass"
-    assert v["jdsh"] == "FAIL: t2i 16: lsh+0.040"
+    assert v["jdsh"] == "FAIL: t2i 16: lsh+0.0400"
     assert v["dgcpn"] == "FAIL: 2 runs collapsed"
 
 
 def test_acceptance_holds_enhash_to_the_best_of_its_rivals():
     means = _means(lsh=(0.1, 0.1), djsrh=(0.3, 0.3), jdsh=(0.2, 0.5), enhash=(0.34, 0.34))
     deep = {"djsrh", "jdsh", "enhash"}
-    assert rq.acceptance(means, {}, [16], deep)["enhash"] == "FAIL: mean 16: best rival-0.010"
+    assert rq.acceptance(means, {}, [16], deep)["enhash"] == "FAIL: mean 16: best rival-0.0100"
     means["enhash"] = {("i2t", 16): 0.35, ("t2i", 16): 0.35}
     assert rq.acceptance(means, {}, [16], deep)["enhash"] == "pass"
 
