@@ -336,7 +336,15 @@ def dataset_options(wildcards):
 
 # options that name user-supplied files: inputs of prepare/import_features, so that
 # editing such a file reruns the job
-_USER_FILE_OPTIONS = ("manifest", "labels_file", "mat", "image_mat", "text_mat", "label_mat")
+_USER_FILE_OPTIONS = (
+    "manifest",
+    "labels_file",
+    "mat",
+    "image_mat",
+    "text_mat",
+    "label_mat",
+    "index_mat",
+)
 
 
 def dataset_inputs(wildcards):
