@@ -3,7 +3,9 @@
 Besides the metrics, ``metrics.json`` describes the codes themselves (``codes``: per set
 and modality the number of distinct codes, the share of constant bits and the share of
 items in the largest code bucket) and lists ``warnings``: collapsed codes (``collapsed``
-is then true) and tasks whose mAP@all is at the chance level. Each warning is also logged.
+is then true) and tasks whose mAP@all is at the chance level, then the training summary's own
+``warnings`` (a mechanism that switched itself off, e.g. RSHNL's self-paced weights, whose
+numbers are in ``self_paced``). Each warning is also logged.
 
 ``database`` is the evaluation protocol's retrieval set (:data:`DATABASES`):
 ``retrieval`` ranks the split's database for every query (the hashing literature:
@@ -98,14 +100,18 @@ def evaluate_run(
     result["codes"] = code_statistics(c)
     result["warnings"] = code_warnings(result)
     result["collapsed"] = any(w.startswith("collapsed") for w in result["warnings"])
-    for warning in result["warnings"]:
-        log.warning("%s (%s bits, seed %s): %s", result["method"], c.bits, result["seed"], warning)
     if train_summary:
         summary = read_json(train_summary)
         result["selection"] = {
             k: summary.get(k) for k in ("selection", "epoch", "epochs", "val_map")
         }
         result["train_seconds"] = summary.get("seconds")
+        # what training found about the method's own mechanism (RSHNL: self_paced)
+        result["warnings"] += summary.get("warnings", [])
+        if "self_paced" in summary:
+            result["self_paced"] = summary["self_paced"]
+    for warning in result["warnings"]:
+        log.warning("%s (%s bits, seed %s): %s", result["method"], c.bits, result["seed"], warning)
     result["provenance"] = provenance(
         {"codes": codes, "features": features, "train_summary": train_summary}
     )

@@ -491,6 +491,7 @@ def fit(
             row: dict[str, Any] = {"epoch": epoch + 1}
             row.update(_epoch_means(method, sums, count, epoch, epochs))
             method.on_epoch_end(epoch)
+            row.update(method.epoch_log())
             row["lr"] = method.optimizer.param_groups[0]["lr"]
             if settings.select == "val" and (
                 (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
@@ -521,6 +522,9 @@ def fit(
         method.net.load_state_dict(best[2])
         summary.update(selection="val", epoch=best[1], val_map=best[0])
     summary["history"] = history
+    summary.update(method.training_diagnostics(history))
+    for warning in summary.get("warnings", []):
+        log.warning("%s (%d bits, seed %d): %s", method.name, method.bits, method.seed, warning)
     summary["seconds"] = time.perf_counter() - t0
     summary["checkpoints"] = {
         "written": writer.written,

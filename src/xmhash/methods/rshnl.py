@@ -23,6 +23,18 @@ Codes are sign(h). Loss per batch:
   R(w) = gamma (w^2/2 - w) (linear) or -gamma w (hard);
 * L = lamda mean_i [w_i l_i + R(w_i)] + alpha L_CHL.
 
+Where the weights die: codes and centres are unit vectors, so the logits are cosines in
+[-1, 1]. All C classes at once reach at best p* = e / (e + (C-1) e^(-1/(C-1))) (the centres
+a regular simplex, each item on its centre; ``best_label_mass``), so the difficulty stays
+at or above 2 L_q(p*) (``difficulty_floor``: 2.72 for 10 classes, 4.00 for 20, 7.04 for
+100, 8.36 for 200) and the linear weight at or below 1 - floor/gamma
+(``weight_ceiling``: 0.092 at Wikipedia's gamma 3, 0.20 at XMedia's 5). The official
+gammas sit just above these floors; the difficulty of real codes sits far above them, so
+the weights can all be 0. ``train_log.csv`` records the share of items with a nonzero
+weight (``weight_nonzero``) and the epoch's difficulty range; when the share stays under
+1 % for 5 epochs after the warm-up, the training summary and ``metrics.json`` carry a
+warning and ``self_paced`` (gamma, the epochs, the difficulty range, the floor).
+
 Adam (lr 1e-4, both networks), batch 256, 150 epochs; the official code keeps the epoch
 with the best clean-validation mAP (``training.select: val`` / ``noise.select: val``).
 Per-dataset defaults (code comments, order wiki / xmedia / INRIA-Websearch / xmedianet):
@@ -126,6 +138,37 @@ def self_paced(
         return w, gamma * (w.pow(2) / 2 - w)
     w = (ell < gamma).to(ell.dtype)
     return w, -gamma * w
+
+
+def best_label_mass(n_classes: int) -> float:
+    """The largest label mass p every class can reach at once: codes and centres are unit
+    vectors, so the logits are cosines in [-1, 1], and C unit centres are at best a
+    regular simplex (pairwise cosine -1/(C-1), which needs bits >= C-1), each item on its
+    class's centre: p* = e / (e + (C-1) e^(-1/(C-1))); 0.252 for 10 classes, 0.131 for 20.
+    (One item alone could reach 1 / (1 + (C-1) e^-2), 0.451 for 10 classes, only with every
+    other centre antipodal to it, where no item of another class can be.)"""
+    c = int(n_classes)
+    if c < 2:
+        return 1.0
+    return math.e / (math.e + (c - 1) * math.exp(-1 / (c - 1)))
+
+
+def difficulty_floor(n_classes: int, q: float) -> float:
+    """The smallest difficulty l = L_q(p_img) + L_q(p_txt) all classes reach together:
+    2 L_q(p*) with p* from :func:`best_label_mass` (2.72 for 10 classes at q = 0.01)."""
+    return 2 * float(lq_loss(torch.tensor(best_label_mass(n_classes), dtype=torch.float64), q))
+
+
+def weight_ceiling(n_classes: int, q: float, gamma: float) -> float:
+    """The largest linear self-paced weight max(0, 1 - l/gamma) at the difficulty floor:
+    0.093 for 10 classes at gamma = 3; 0 when gamma is at or below the floor."""
+    return max(0.0, 1 - difficulty_floor(n_classes, q) / gamma)
+
+
+# a mechanism is off when fewer than this share of the items have a nonzero weight ...
+DEAD_SHARE = 0.01
+# ... for at least this many consecutive epochs after the warm-up
+DEAD_EPOCHS = 5
 
 
 # --------------------------------------------------------------------------- networks
@@ -281,6 +324,7 @@ class RSHNL(CentreHashing):
         else:
             w, reg = torch.ones_like(ell), torch.zeros_like(ell)
         self._last_weights = w.detach()
+        self._track_difficulty(ell.detach())
         cal = (w * ell + reg).mean()
         chl = contrastive_lq(h_img, h_txt, p.tau, p.q)
         return {
@@ -289,7 +333,62 @@ class RSHNL(CentreHashing):
             "chl": chl,
             "difficulty": ell.detach().mean(),
             "weight": w.mean(),
+            "weight_nonzero": (w > 0).to(w.dtype).mean(),
         }
+
+    def _track_difficulty(self, ell: torch.Tensor) -> None:
+        """The epoch's smallest and largest per-item difficulty, kept on the device."""
+        lo, hi = ell.min(), ell.max()
+        have = getattr(self, "_range", None)
+        self._range = (lo, hi) if have is None else (have[0].minimum(lo), have[1].maximum(hi))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self._range = None
+
+    def epoch_log(self) -> dict[str, float]:
+        if getattr(self, "_range", None) is None:
+            return {}
+        lo, hi = torch.stack(self._range).tolist()
+        return {"difficulty_min": lo, "difficulty_max": hi}
+
+    def training_diagnostics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """``self_paced``: the share of items with a nonzero weight per epoch, and, when it
+        stays below 1 % for 5 epochs after the warm-up, a warning naming gamma, the
+        difficulty range of those epochs and the floor the cosine logits put on it."""
+        p = self.params
+        if not p.self_paced:
+            return {}
+        rows = [r for r in history if r["epoch"] > p.tp and "weight_nonzero" in r]
+        runs, run = [], []
+        for r in rows:  # runs of consecutive epochs below the share; the longest counts
+            run = [*run, r] if r["weight_nonzero"] < DEAD_SHARE else []
+            runs.append(run)
+        dead = max(runs, key=len, default=[])
+        dead = dead if len(dead) >= DEAD_EPOCHS else []
+        n_classes = self.net.centres.layers[0].in_features if self.net.centres else 0
+        floor = difficulty_floor(n_classes, p.q) if n_classes else float("nan")
+        info: dict[str, Any] = {
+            "gamma": p.gamma,
+            "n_classes": n_classes,
+            "difficulty_floor": floor,
+            "weight_ceiling": weight_ceiling(n_classes, p.q, p.gamma) if n_classes else None,
+            "nonzero_share": [round(r["weight_nonzero"], 6) for r in rows],
+            "switched_off": bool(dead),
+        }
+        if not dead:
+            return {"self_paced": info}
+        lo = min(r.get("difficulty_min", r["difficulty"]) for r in dead)
+        hi = max(r.get("difficulty_max", r["difficulty"]) for r in dead)
+        info.update(off_epochs=[dead[0]["epoch"], dead[-1]["epoch"]], difficulty_range=[lo, hi])
+        warning = (
+            f"self-paced weights switched off: under {DEAD_SHARE:.0%} of the training items "
+            f"had a nonzero weight in epochs {dead[0]['epoch']}-{dead[-1]['epoch']} "
+            f"(gamma = {p.gamma:g}, difficulty {lo:.2f}-{hi:.2f}); with unit-norm codes and "
+            f"centres the logits are cosines, so {n_classes} classes keep the difficulty "
+            f"at or above {floor:.2f} and the weight at or below "
+            f"{info['weight_ceiling']:.3f}: raise gamma above the difficulty range"
+        )
+        return {"self_paced": info, "warnings": [warning]}
 
     def loss(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         """The objective, plus (noisy-label track only, diagnostics) the mean weight of
