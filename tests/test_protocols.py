@@ -239,7 +239,36 @@ def test_rshnl_paper_config_is_the_official_protocol():
     xm = cfg["datasets"]["xmedia_features"]
     assert xm["source"] == "rshnl_mat" and xm["format"] == "xmedia"
     assert xm["split"]["official"] and xm["split"]["val"] == 500
-    assert cfg["noise"]["overrides"]["xmedia_features"]["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+    assert cfg["noise"]["overrides"]["xmedia"]["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+
+
+def _merged(name):
+    """config.yaml with the paper config merged in, as snakemake's --configfile does."""
+
+    def merge(base, over):
+        out = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merge(base[key], value) if both else value
+        return out
+
+    return merge(*_paper(name))
+
+
+def test_rshnl_paper_values_reach_every_dataset_of_their_benchmark():
+    """Wikipedia's alpha and gamma reach the archive's `wikipedia` dataset as much as the
+    RSHNL-style `wiki_features` file; neither runs with XMedia's values."""
+    from xmhash import plan
+
+    cfg = _merged("rshnl")
+    plan.check_per_dataset_keys(cfg)
+    noisy = ("noise", "overrides")
+    for dataset in ("wikipedia", "wiki_features"):
+        assert plan.dataset_entry(cfg, noisy, dataset)["rshnl"] == {"alpha": 0.05, "gamma": 3.0}
+    for dataset in ("xmedia", "xmedia_features", "xmedia_like"):
+        assert plan.dataset_entry(cfg, noisy, dataset)["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+    assert plan.dataset_entry(cfg, noisy, "inria_features")["rshnl"]["gamma"] == 8.0
+    assert plan.dataset_entry(cfg, noisy, "xmedianet_features")["rshnl"]["gamma"] == 9.0
 
 
 def test_ucch_paper_config_is_the_official_protocol():

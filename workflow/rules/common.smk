@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # The DAG is planned with the xmhash of this checkout, as its jobs run it
 # (scripts/_bootstrap.py), whatever copy of the package is installed.
@@ -34,6 +35,8 @@ _checked(
 )
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
+for _line in plan.unused_per_dataset_entries(config):
+    logger.warning(f"config: {_line}")
 
 DATASETS = config["run"]["datasets"]
 METHODS = config["run"]["methods"]
@@ -394,7 +397,8 @@ def noise_rate(wildcards):
 def noisy_method_params(wildcards):
     """methods.<method>, updated by noise.overrides.<dataset>.<method> (per-dataset paper
     values, e.g. RSHNL's alpha and gamma)."""
-    over = NOISE.get("overrides", {}).get(wildcards.dataset, {}).get(wildcards.method, {})
+    over = plan.dataset_entry(config, ("noise", "overrides"), wildcards.dataset)
+    over = over.get(wildcards.method, {})
     return {**method_params(wildcards), **over}
 
 
