@@ -230,3 +230,12 @@ def test_importing_plan_loads_neither_torch_nor_snakemake():
         [sys.executable, "-c", code, str(REPO / "src")], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_select_metric_is_checked():
+    cfg = default_config()
+    cfg["training"]["select_metric"] = "tie_aware"
+    plan.validate_config(cfg, SCHEMA)
+    cfg["training"]["select_metric"] = "tie"
+    with pytest.raises(plan.ConfigError, match=r"training.select_metric"):
+        plan.validate_config(cfg, SCHEMA)

@@ -103,7 +103,7 @@ def evaluate_run(
     if train_summary:
         summary = read_json(train_summary)
         result["selection"] = {
-            k: summary.get(k) for k in ("selection", "epoch", "epochs", "val_map")
+            k: summary.get(k) for k in ("selection", "select_metric", "epoch", "epochs", "val_map")
         }
         result["train_seconds"] = summary.get("seconds")
         # what training found about the method's own mechanism (RSHNL: self_paced)

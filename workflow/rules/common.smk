@@ -201,17 +201,20 @@ def method_params(wildcards):
 def train_settings(wildcards):
     """training: what changes the model. checkpoint_minutes only sets how often a job saves
     a resumable state (a resumed run equals an uninterrupted one) and threads how many
-    cores it uses; val_every matters only when validation selects the model (select: val)."""
+    cores it uses; val_every and select_metric matter only when validation selects the
+    model (select: val)."""
     return _model_settings(config["training"])
 
 
 def _model_settings(training):
-    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else ("val_every",))
+    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else SELECTION_ONLY)
     return {k: v for k, v in training.items() if k not in unused}
 
 
 # training settings a job reads from the config (scripts/_bootstrap.py), not its params
 RUNTIME_TRAINING = ("checkpoint_minutes", "threads")
+# training settings that matter only when validation selects the model (select: val)
+SELECTION_ONLY = ("val_every", "select_metric")
 
 
 def evaluation_settings(wildcards):
