@@ -232,8 +232,11 @@ def test_importing_plan_loads_neither_torch_nor_snakemake():
     assert out.stdout.strip() == "[]"
 
 
-def test_select_metric_is_checked():
+def test_select_metric_is_checked_and_tie_aware_by_default():
+    from xmhash.train import TrainSettings
+
     cfg = default_config()
+    assert cfg["training"]["select_metric"] == TrainSettings().select_metric == "tie_aware"
     cfg["training"]["select_metric"] = "tie_aware"
     plan.validate_config(cfg, SCHEMA)
     cfg["training"]["select_metric"] = "tie"

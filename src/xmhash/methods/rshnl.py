@@ -72,10 +72,11 @@ Remaining differences (deviations) from the official code:
 * Batches follow the shared trainer: seeded by (seed, epoch), drop_last (the official
   loader keeps the last short batch: XMedia 15 x 256 + 160).
 * Codes are x >= 0 (sign(0) = 0 in the official code); Hamming ties are broken by a
-  fixed-seed permutation (numpy's unstable argsort in the official evaluator). This also
-  holds for model selection: on a tiny validation set the two rules can pick different
-  epochs (measured: 3 of 6 seeds bit-identical codes, the others apart only by the
-  selected epoch; docs/official.md).
+  fixed-seed permutation (numpy's unstable argsort in the official evaluator). Model
+  selection ranks the epochs by the tie-aware validation mAP (``training.select_metric``,
+  default ``tie_aware``), which no tie rule moves; under a tie rule (``map``) a tiny
+  validation set lets the rule pick the epoch (measured: 3 of 6 seeds bit-identical
+  codes, the others apart only by the selected epoch; docs/official.md).
 * The per-sample weights recorded for the report (``sample_weights``) are computed for
   every training item in one pass with the selected model, not logged per mini-batch.
 """
