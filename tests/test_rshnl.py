@@ -161,6 +161,9 @@ def test_difficulty_floor_hand_values():
     assert weight_ceiling(10, 0.01, 3.0) == pytest.approx(0.0925, abs=1e-4)
     assert weight_ceiling(10, 0.01, 2.5) == 0.0  # gamma below the floor: every weight is 0
     assert difficulty_floor(20, 0.01) == pytest.approx(4.0006, abs=1e-4)
+    # one item alone, every other centre antipodal: p = 1 / (1 + 9 e^-2) = 0.451, l = 1.582
+    assert best_label_mass(10, alone=True) == pytest.approx(0.4509, abs=1e-4)
+    assert difficulty_floor(10, 0.01, alone=True) == pytest.approx(1.5820, abs=1e-4)
 
 
 def test_no_codes_and_centres_reach_below_the_difficulty_floor():
@@ -214,6 +217,7 @@ def test_weights_that_die_at_a_low_gamma_are_logged_and_warned(tmp_path):
     assert sp["difficulty_floor"] <= lo <= hi
     (warning,) = summary["warnings"]
     assert "gamma = 3" in warning and "2.72" in warning and f"{lo:.2f}-{hi:.2f}" in warning
+    assert "one item alone 1.58" in warning
 
 
 def test_live_weights_do_not_warn(tmp_path):

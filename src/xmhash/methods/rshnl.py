@@ -28,9 +28,12 @@ Where the weights die: codes and centres are unit vectors, so the logits are cos
 a regular simplex, each item on its centre; ``best_label_mass``), so the difficulty stays
 at or above 2 L_q(p*) (``difficulty_floor``: 2.72 for 10 classes, 4.00 for 20, 7.04 for
 100, 8.36 for 200) and the linear weight at or below 1 - floor/gamma
-(``weight_ceiling``: 0.092 at Wikipedia's gamma 3, 0.20 at XMedia's 5). The official
-gammas sit just above these floors; the difficulty of real codes sits far above them, so
-the weights can all be 0. ``train_log.csv`` records the share of items with a nonzero
+(``weight_ceiling``: 0.092 at Wikipedia's gamma 3, 0.20 at XMedia's 5). One item alone
+can go lower (1.58 for 10 classes, every other centre antipodal to it), only at the other
+classes' expense. The official gammas sit just above the floors; the difficulty of real
+codes sits far above them, so the weights can all be 0 (real Wikipedia features,
+docs/noisy_labels.md: none from epoch 6 on for 30-55 epochs), and with every weight 0 the
+CAL term is 0: RSHNL then trains on CHL alone, without labels. ``train_log.csv`` records the share of items with a nonzero
 weight (``weight_nonzero``) and the epoch's difficulty range; when the share stays under
 1 % for 5 epochs after the warm-up, the training summary and ``metrics.json`` carry a
 warning and ``self_paced`` (gamma, the epochs, the difficulty range, the floor).
@@ -141,23 +144,27 @@ def self_paced(
     return w, -gamma * w
 
 
-def best_label_mass(n_classes: int) -> float:
+def best_label_mass(n_classes: int, alone: bool = False) -> float:
     """The largest label mass p every class can reach at once: codes and centres are unit
     vectors, so the logits are cosines in [-1, 1], and C unit centres are at best a
     regular simplex (pairwise cosine -1/(C-1), which needs bits >= C-1), each item on its
     class's centre: p* = e / (e + (C-1) e^(-1/(C-1))); 0.252 for 10 classes, 0.131 for 20.
-    (One item alone could reach 1 / (1 + (C-1) e^-2), 0.451 for 10 classes, only with every
-    other centre antipodal to it, where no item of another class can be.)"""
+    ``alone``: what one item can reach, 1 / (1 + (C-1) e^-2) (0.451 for 10 classes), with
+    every other centre antipodal to it, so only at the other classes' expense."""
     c = int(n_classes)
     if c < 2:
         return 1.0
+    if alone:
+        return 1 / (1 + (c - 1) * math.exp(-2))
     return math.e / (math.e + (c - 1) * math.exp(-1 / (c - 1)))
 
 
-def difficulty_floor(n_classes: int, q: float) -> float:
+def difficulty_floor(n_classes: int, q: float, alone: bool = False) -> float:
     """The smallest difficulty l = L_q(p_img) + L_q(p_txt) all classes reach together:
-    2 L_q(p*) with p* from :func:`best_label_mass` (2.72 for 10 classes at q = 0.01)."""
-    return 2 * float(lq_loss(torch.tensor(best_label_mass(n_classes), dtype=torch.float64), q))
+    2 L_q(p*) with p* from :func:`best_label_mass` (2.72 for 10 classes at q = 0.01;
+    ``alone``: one item's, 1.58)."""
+    p = best_label_mass(n_classes, alone)
+    return 2 * float(lq_loss(torch.tensor(p, dtype=torch.float64), q))
 
 
 def weight_ceiling(n_classes: int, q: float, gamma: float) -> float:
@@ -372,6 +379,9 @@ class RSHNL(CentreHashing):
             "gamma": p.gamma,
             "n_classes": n_classes,
             "difficulty_floor": floor,
+            "difficulty_floor_one_item": difficulty_floor(n_classes, p.q, alone=True)
+            if n_classes
+            else float("nan"),
             "weight_ceiling": weight_ceiling(n_classes, p.q, p.gamma) if n_classes else None,
             "nonzero_share": [round(r["weight_nonzero"], 6) for r in rows],
             "switched_off": bool(dead),
@@ -385,9 +395,11 @@ class RSHNL(CentreHashing):
             f"self-paced weights switched off: under {DEAD_SHARE:.0%} of the training items "
             f"had a nonzero weight in epochs {dead[0]['epoch']}-{dead[-1]['epoch']} "
             f"(gamma = {p.gamma:g}, difficulty {lo:.2f}-{hi:.2f}); with unit-norm codes and "
-            f"centres the logits are cosines, so {n_classes} classes keep the difficulty "
-            f"at or above {floor:.2f} and the weight at or below "
-            f"{info['weight_ceiling']:.3f}: raise gamma above the difficulty range"
+            f"centres the logits are cosines, so {n_classes} classes together keep the "
+            f"difficulty at or above {floor:.2f} (one item alone "
+            f"{info['difficulty_floor_one_item']:.2f}) and the weight at or below "
+            f"{info['weight_ceiling']:.3f}: gamma must lie well above the difficulty range "
+            "for the weights to select items"
         )
         return {"self_paced": info, "warnings": [warning]}
 
