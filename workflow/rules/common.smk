@@ -36,7 +36,7 @@ _checked(
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
 for _line in plan.unused_per_dataset_entries(config):
-    logger.warning(f"config: {_line}")
+    logger.info(f"config: {_line}")
 
 DATASETS = config["run"]["datasets"]
 METHODS = config["run"]["methods"]
