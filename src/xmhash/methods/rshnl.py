@@ -32,11 +32,12 @@ at or above 2 L_q(p*) (``difficulty_floor``: 2.72 for 10 classes, 4.00 for 20, 7
 can go lower (1.58 for 10 classes, every other centre antipodal to it), only at the other
 classes' expense. The official gammas sit just above the floors; the difficulty of real
 codes sits far above them, so the weights can all be 0 (real Wikipedia features,
-docs/noisy_labels.md: none from epoch 6 on for 30-55 epochs), and with every weight 0 the
-CAL term is 0: RSHNL then trains on CHL alone, without labels. ``train_log.csv`` records the share of items with a nonzero
-weight (``weight_nonzero``) and the epoch's difficulty range; when the share stays under
-1 % for 5 epochs after the warm-up, the training summary and ``metrics.json`` carry a
-warning and ``self_paced`` (gamma, the epochs, the difficulty range, the floor).
+docs/noisy_labels.md: none from epoch 6 on, for 28 epochs up to the whole run), and with
+every weight 0 the CAL term is 0: RSHNL then trains on CHL alone, without labels.
+``train_log.csv`` records the share of items with a nonzero weight (``weight_nonzero``)
+and the epoch's difficulty range; when the share stays under 1 % for 5 epochs after the
+warm-up, the training summary and ``metrics.json`` carry a warning and ``self_paced``
+(gamma, the epochs, the difficulty range, the floor).
 
 Adam (lr 1e-4, both networks), batch 256, 150 epochs; the official code keeps the epoch
 with the best clean-validation mAP (``training.select: val`` / ``noise.select: val``).
@@ -169,7 +170,7 @@ def difficulty_floor(n_classes: int, q: float, alone: bool = False) -> float:
 
 def weight_ceiling(n_classes: int, q: float, gamma: float) -> float:
     """The largest linear self-paced weight max(0, 1 - l/gamma) at the difficulty floor:
-    0.093 for 10 classes at gamma = 3; 0 when gamma is at or below the floor."""
+    0.092 for 10 classes at gamma = 3; 0 when gamma is at or below the floor."""
     return max(0.0, 1 - difficulty_floor(n_classes, q) / gamma)
 
 
@@ -374,15 +375,13 @@ class RSHNL(CentreHashing):
         dead = max(runs, key=len, default=[])
         dead = dead if len(dead) >= DEAD_EPOCHS else []
         n_classes = self.net.centres.layers[0].in_features if self.net.centres else 0
-        floor = difficulty_floor(n_classes, p.q) if n_classes else float("nan")
+        floor = difficulty_floor(n_classes, p.q)
         info: dict[str, Any] = {
             "gamma": p.gamma,
             "n_classes": n_classes,
             "difficulty_floor": floor,
-            "difficulty_floor_one_item": difficulty_floor(n_classes, p.q, alone=True)
-            if n_classes
-            else float("nan"),
-            "weight_ceiling": weight_ceiling(n_classes, p.q, p.gamma) if n_classes else None,
+            "difficulty_floor_one_item": difficulty_floor(n_classes, p.q, alone=True),
+            "weight_ceiling": weight_ceiling(n_classes, p.q, p.gamma),
             "nonzero_share": [round(r["weight_nonzero"], 6) for r in rows],
             "switched_off": bool(dead),
         }
