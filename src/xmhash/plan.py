@@ -137,7 +137,7 @@ def dataset_entry(config: Mapping[str, Any], path: Sequence[str], dataset: str) 
     name. Paper values keyed ``wikipedia`` so reach every Wikipedia dataset, from the
     archive or from a feature .mat."""
     entries = _block(config, path)
-    bench = benchmark(config["datasets"][dataset])
+    bench = benchmark((config.get("datasets") or {}).get(dataset) or {})
     out: dict[str, Any] = {}
     for key in dict.fromkeys([bench, dataset]):
         for method, params in (entries.get(key) or {}).items() if key else ():
