@@ -11,7 +11,7 @@ from xmhash.codes import Codes, make_codeset, save_codes
 from xmhash.evaluate import evaluate_run
 
 
-def _run(tmp_path, small_demo, small_demo_file, text_codes=None):
+def _run(tmp_path, small_demo, small_demo_file, text_codes=None, summary=None):
     f = small_demo
     rng = np.random.default_rng(0)
     proj = rng.standard_normal((f.image.shape[1], 16))
@@ -26,7 +26,13 @@ def _run(tmp_path, small_demo, small_demo_file, text_codes=None):
     save_codes(path, Codes(bits=16, query=codeset(q), database=codeset(d), attrs={"method": "m"}))
     out = tmp_path / "metrics.json"
     evaluate_run(
-        codes=str(path), features=str(small_demo_file), out=str(out), ks=(), pn=(), tie_seed=0
+        codes=str(path),
+        features=str(small_demo_file),
+        out=str(out),
+        ks=(),
+        pn=(),
+        tie_seed=0,
+        train_summary=summary,
     )
     return json.loads(out.read_text())
 
@@ -53,3 +59,22 @@ def test_one_code_for_every_text_is_a_collapse(tmp_path, small_demo, small_demo_
     assert not any("image codes" in w for w in m["warnings"])
     assert any("at chance" in w for w in m["warnings"])  # every text ties: a random ranking
     assert "collapsed database text codes" in caplog.text
+
+
+def test_training_warnings_reach_the_metrics(tmp_path, small_demo, small_demo_file, caplog):
+    """A mechanism that switched itself off during training (the training summary's
+    ``warnings`` and ``self_paced``) is reported beside the code warnings."""
+    summary = tmp_path / "summary.json"
+    self_paced = {"gamma": 3.0, "switched_off": True, "difficulty_range": [4.0, 4.5]}
+    warning = "self-paced weights switched off: ... (gamma = 3, difficulty 4.00-4.50)"
+    summary.write_text(
+        json.dumps(
+            {"selection": "val", "epoch": 7, "warnings": [warning], "self_paced": self_paced}
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="xmhash.evaluate"):
+        m = _run(tmp_path, small_demo, small_demo_file, summary=str(summary))
+    assert m["warnings"] == [warning]
+    assert m["self_paced"] == self_paced
+    assert m["collapsed"] is False
+    assert "self-paced weights switched off" in caplog.text

@@ -178,7 +178,38 @@ def test_val_selection_keeps_the_best_validation_epoch(small_demo):
     assert summary["epoch"] == 1 + int(np.argmax(scores))
     from xmhash.train import validation_map
 
-    assert validation_map(m, val) == pytest.approx(max(scores))  # the best state is loaded
+    assert validation_map(m, val, "tie_aware") == pytest.approx(max(scores))  # best state loaded
+
+
+def test_tie_aware_selection_ranks_epochs_by_the_tie_aware_map(small_demo):
+    """select_metric: tie_aware ranks the epochs by the tie-aware validation mAP@all, which
+    on a small validation split differs from the fixed tie rule's mAP@all."""
+    from xmhash import bits, metrics
+    from xmhash.train import validation_map
+
+    data = _data(small_demo, np.arange(300))
+    val = ValData(
+        items=Items(image=small_demo.image[400:420], text=small_demo.text[400:420]),
+        labels=small_demo.labels[400:420],
+    )
+    m = _toy(epochs=4)
+    settings = TrainSettings(device="cpu", select="val", select_metric="tie_aware")
+    summary = fit(m, data, settings, val=val)
+    scores = [r["val_map"] for r in summary["history"]]
+    assert summary["select_metric"] == "tie_aware"
+    assert summary["epoch"] == 1 + int(np.argmax(scores))
+    codes = {mod: bits.pack(m.encode(val.items, mod)) for mod in ("image", "text")}
+    expect = np.mean(
+        [
+            metrics.evaluate(codes[a], codes[b], val.labels, val.labels, 16, ks=(), pn=())[
+                "map@all_tie_aware"
+            ]
+            for a, b in (("image", "text"), ("text", "image"))
+        ]
+    )
+    assert summary["val_map"] == pytest.approx(expect)
+    assert validation_map(m, val, "tie_aware") == pytest.approx(expect)
+    assert validation_map(m, val, "map") != pytest.approx(expect)  # 20 items: ties matter
 
 
 def test_val_selection_needs_a_validation_split(small_demo):

@@ -213,6 +213,7 @@ def test_a_version_bump_reruns_nothing(wf, edited):
         {"training": {"checkpoint_minutes": 5}},
         {"training": {"threads": 2}},
         {"training": {"val_every": 3}},  # select: paper never validates
+        {"training": {"select_metric": "map"}},  # nor ranks validated epochs
     ],
 )
 def test_settings_that_do_not_change_any_file_rerun_nothing(wf, tmp_path, overlay):

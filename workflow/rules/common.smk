@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # The DAG is planned with the xmhash of this checkout, as its jobs run it
 # (scripts/_bootstrap.py), whatever copy of the package is installed.
@@ -34,6 +35,8 @@ _checked(
 )
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
+for _line in plan.unused_per_dataset_entries(config):
+    logger.info(f"config: {_line}")
 
 DATASETS = config["run"]["datasets"]
 METHODS = config["run"]["methods"]
@@ -198,17 +201,20 @@ def method_params(wildcards):
 def train_settings(wildcards):
     """training: what changes the model. checkpoint_minutes only sets how often a job saves
     a resumable state (a resumed run equals an uninterrupted one) and threads how many
-    cores it uses; val_every matters only when validation selects the model (select: val)."""
+    cores it uses; val_every and select_metric matter only when validation selects the
+    model (select: val)."""
     return _model_settings(config["training"])
 
 
 def _model_settings(training):
-    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else ("val_every",))
+    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else SELECTION_ONLY)
     return {k: v for k, v in training.items() if k not in unused}
 
 
 # training settings a job reads from the config (scripts/_bootstrap.py), not its params
 RUNTIME_TRAINING = ("checkpoint_minutes", "threads")
+# training settings that matter only when validation selects the model (select: val)
+SELECTION_ONLY = ("val_every", "select_metric")
 
 
 def evaluation_settings(wildcards):
@@ -402,7 +408,8 @@ def noise_rate(wildcards):
 def noisy_method_params(wildcards):
     """methods.<method>, updated by noise.overrides.<dataset>.<method> (per-dataset paper
     values, e.g. RSHNL's alpha and gamma)."""
-    over = NOISE.get("overrides", {}).get(wildcards.dataset, {}).get(wildcards.method, {})
+    over = plan.dataset_entry(config, ("noise", "overrides"), wildcards.dataset)
+    over = over.get(wildcards.method, {})
     return {**method_params(wildcards), **over}
 
 

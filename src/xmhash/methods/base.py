@@ -297,6 +297,17 @@ class DeepMethod(HashMethod):
     def on_epoch_end(self, epoch: int) -> None:
         pass
 
+    def epoch_log(self) -> dict[str, float]:
+        """Columns the method adds to the epoch's row of ``train_log.csv`` besides the
+        mean loss terms (e.g. a range over the epoch's items); read once per epoch."""
+        return {}
+
+    def training_diagnostics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keys for the training summary once training is done, from the epoch rows:
+        ``warnings`` (sentences; the evaluation copies them into ``metrics.json``) and
+        structured fields, e.g. a mechanism that switched itself off."""
+        return {}
+
     def batches(self, epoch: int, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         bs = self.params.batch_size
         perm = torch.randperm(n, generator=generator)
