@@ -248,6 +248,10 @@ def test_settings_that_change_content_still_rerun(wf, tmp_path, overlay, rules):
         ({"run": {"bits": ["many"]}}, "many"),
         ({"evaluation": {"tie_seed": "zero"}}, "tie_seed"),
         ({"run": {"methods": ["nosuchmethod"]}}, "nosuchmethod"),
+        (
+            {"method_overrides": {"demo": {"djsrh": {"lambdaa": 0.3}}}},
+            "method_overrides.demo.djsrh.lambdaa",
+        ),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):

@@ -76,8 +76,13 @@ def validate_config(config: dict, schema_file: str | Path) -> None:
     if error is None:
         return
     what = error.schema.get("description") if isinstance(error.schema, dict) else None
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})  # name the first unexpected key
+        where.append(next(k for k in error.instance if k not in allowed))
+        what = f"known keys: {sorted(allowed)}"
     raise ConfigError(
-        f"Error validating config: {_where(error.absolute_path)}: {error.message}"
+        f"Error validating config: {_where(where)}: {error.message}"
         + (f"\n  expected: {what}" if what else "")
         + "\n  Fix that key in config.yaml (or in the --configfile that sets it); "
         f"{Path(schema_file).name} describes every key."
@@ -96,7 +101,7 @@ def check_names(listed: Iterable[str], defined: Iterable[str], key: str, block: 
 
 
 # keys whose entries are keyed by dataset name
-PER_DATASET_KEYS = (("noise", "overrides"), ("report", "published_as"))
+PER_DATASET_KEYS = (("method_overrides",), ("noise", "overrides"), ("report", "published_as"))
 
 
 def check_per_dataset_keys(config: Mapping[str, Any]) -> None:
