@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from xmhash.codes import Codes, make_codeset, save_codes
 from xmhash.evaluate import evaluate_run
@@ -53,3 +54,19 @@ def test_one_code_for_every_text_is_a_collapse(tmp_path, small_demo, small_demo_
     assert not any("image codes" in w for w in m["warnings"])
     assert any("at chance" in w for w in m["warnings"])  # every text ties: a random ranking
     assert "collapsed database text codes" in caplog.text
+
+
+def test_codes_without_queries_are_one_message_naming_the_file(tmp_path, small_demo_file):
+    empty = make_codeset(np.ones((0, 16)), np.ones((0, 16)), np.array([], str), np.array([], int))
+    full = make_codeset(np.ones((5, 16)), np.ones((5, 16)), np.arange(5).astype(str), np.arange(5))
+    path = tmp_path / "codes.h5"
+    save_codes(path, Codes(bits=16, query=empty, database=full))
+    with pytest.raises(ValueError, match=f"{path} holds 0 query and 5 database items"):
+        evaluate_run(
+            codes=str(path),
+            features=str(small_demo_file),
+            out=str(tmp_path / "m.json"),
+            ks=(),
+            pn=(),
+            tie_seed=0,
+        )
