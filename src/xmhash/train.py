@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import functools
 import hashlib
 import inspect
@@ -360,10 +361,12 @@ class CheckpointWriter:
         path, error = failed
         if not isinstance(error, OSError):
             raise error
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
         raise CheckpointWriteError(
-            f"could not write the checkpoint {path}: {error.strerror or error}. Free space "
-            f"on that disk (or set training.checkpoint_minutes: 0 to train without "
-            f"checkpoints) and rerun: training resumes from the last complete checkpoint, if any"
+            f"could not write the checkpoint {path}: {error.strerror or error}. "
+            f"{'Free space on that disk' if full else 'Make its directory writable'} (or set "
+            f"training.checkpoint_minutes: 0 to train without checkpoints) and rerun: "
+            f"training resumes from the last complete checkpoint, if any"
         ) from None
 
     def __enter__(self) -> CheckpointWriter:

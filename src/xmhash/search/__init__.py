@@ -11,9 +11,8 @@ Example::
 A run directory holds ``model.pt`` (the trained hash functions) and ``codes.h5`` (the
 database codes); the feature file the codes were exported from (recorded in ``codes.h5``
 by path and content digest; any other file is refused) names the encoder and holds the
-database items' texts and labels. Queries go through the
-same encoder, then the method's ``encode``, so a query for an item's own text hashes to
-that item's own text code.
+database items' texts and labels. Queries go through the same encoder, then the method's
+``encode``, so a query for an item's own text hashes to that item's own text code.
 """
 
 from __future__ import annotations
