@@ -342,7 +342,7 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
     assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
     assert "results/demo/lsh/8bits/seed0" in (summary / "tables.html").read_text()
     runtime = (summary / "runtime.md").read_text()
-    assert "cca_itq" in runtime and "lsh" not in runtime, runtime
+    assert "| train | cca_itq |" in runtime and "lsh" not in runtime, runtime
     for old, mtime in before.items():  # every file rewritten, or removed
         assert not old.exists() or old.stat().st_mtime > mtime, old
     assert not (summary / "plots/gone").exists()

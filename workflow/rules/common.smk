@@ -181,7 +181,7 @@ def summarise_finished_runs(benchmarks):
         },
         datasets=DATASETS,
         methods=METHODS,
-        benchmarks=benchmarks,
+        benchmarks={k.removeprefix("bench_"): v for k, v in benchmarks.items()},
         graph_stats=graph_stats_files(),
     )
 
