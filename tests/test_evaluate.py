@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 
 from xmhash.codes import Codes, make_codeset, save_codes
 from xmhash.evaluate import evaluate_run
@@ -78,3 +79,19 @@ def test_training_warnings_reach_the_metrics(tmp_path, small_demo, small_demo_fi
     assert m["self_paced"] == self_paced
     assert m["collapsed"] is False
     assert "self-paced weights switched off" in caplog.text
+
+
+def test_codes_without_queries_are_one_message_naming_the_file(tmp_path, small_demo_file):
+    empty = make_codeset(np.ones((0, 16)), np.ones((0, 16)), np.array([], str), np.array([], int))
+    full = make_codeset(np.ones((5, 16)), np.ones((5, 16)), np.arange(5).astype(str), np.arange(5))
+    path = tmp_path / "codes.h5"
+    save_codes(path, Codes(bits=16, query=empty, database=full))
+    with pytest.raises(ValueError, match=f"{path} holds 0 query and 5 database items"):
+        evaluate_run(
+            codes=str(path),
+            features=str(small_demo_file),
+            out=str(tmp_path / "m.json"),
+            ks=(),
+            pn=(),
+            tie_seed=0,
+        )

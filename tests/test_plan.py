@@ -104,6 +104,32 @@ def test_entries_for_no_dataset_of_the_run_are_reported():
     assert plan.unused_per_dataset_entries(cfg) == []
 
 
+@pytest.mark.parametrize("key", ["method_overrides", "noise.overrides"])
+@pytest.mark.parametrize(
+    "block, where, message",
+    [
+        ({"demo": {"djsrh": {"lambdaa": 0.3}}}, ".demo.djsrh.lambdaa", "'lambdaa' was unexpected"),
+        ({"demo": {"djsrhh": {"beta": 0.3}}}, ".demo.djsrhh", "'djsrhh' was unexpected"),
+        ({"demo": {"djsrh": {"beta": "high"}}}, ".demo.djsrh.beta", "'high' is not of type"),
+    ],
+)
+def test_per_dataset_method_overrides_are_checked_like_methods_blocks(key, block, where, message):
+    cfg = default_config()
+    parent = cfg["noise"] if key == "noise.overrides" else cfg
+    parent[key.split(".")[-1]] = block
+    with pytest.raises(plan.ConfigError) as err:
+        plan.validate_config(cfg, SCHEMA)
+    assert f"{key}{where}: " in str(err.value) and message in str(err.value), err.value
+
+
+def test_method_overrides_of_an_unknown_dataset_are_refused():
+    cfg = default_config()
+    cfg["method_overrides"] = {"wiki": {"djsrh": {"beta": 0.3}}}
+    plan.validate_config(cfg, SCHEMA)
+    with pytest.raises(plan.ConfigError, match=r"method_overrides has entries for \['wiki'\]"):
+        plan.check_per_dataset_keys(cfg)
+
+
 def test_alternatives_prefers_the_longest_name_and_matches_nothing_when_empty():
     assert plan.alternatives(["sym", "symall"]) == "symall|sym"
     assert plan.alternatives([]) == "(?!x)x"

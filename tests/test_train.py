@@ -153,6 +153,46 @@ def test_checkpoints_are_written_beside_training_from_a_snapshot(small_demo, tmp
     assert summary["checkpoints"]["write_seconds"] >= 0.2 * summary["checkpoints"]["written"]
 
 
+def test_a_full_disk_during_a_checkpoint_write_is_one_message_naming_the_file(
+    small_demo, tmp_path, monkeypatch
+):
+    """The background write fails first; the next history write fails on the same full
+    disk. What the user sees is the checkpoint's error, naming the file and the fix."""
+    import errno
+    import os
+
+    disk = {"full": False}
+
+    def fill(path) -> OSError:
+        disk["full"] = True
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    def save(obj, f, *args, **kwargs):
+        raise fill(f)
+
+    write_history = train._write_history
+
+    def history(path, rows):
+        if disk["full"]:
+            raise fill(path)
+        write_history(path, rows)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(train, "_write_history", history)
+    ckpt = tmp_path / "model.ckpt"
+    with pytest.raises(OSError) as err:
+        fit(
+            _toy(),
+            _data(small_demo, np.arange(300)),
+            EVERY_EPOCH,
+            checkpoint=ckpt,
+            history_csv=tmp_path / "log.csv",
+        )
+    message = str(err.value)
+    assert message.startswith(f"could not write the checkpoint {ckpt}: No space left"), message
+    assert "Free space" in message and "checkpoint_minutes: 0" in message, message
+
+
 def test_checkpoint_of_other_settings_is_ignored(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     killed = _toy(lr=0.05)

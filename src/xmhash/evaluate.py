@@ -58,6 +58,12 @@ def evaluate_run(
     c = load_codes(codes)
     labels = read_labels(features)
     db = retrieval_set(c, database)
+    if not len(c.query.index) or not len(db.index):
+        raise ValueError(
+            f"{codes} holds {len(c.query.index)} query and {len(db.index)} database items "
+            f"(evaluation.database: {database}): nothing to evaluate. Give the dataset's "
+            "split (datasets.<name>.split) query and database items, then rerun snakemake"
+        )
     ql, dl = labels[c.query.index], labels[db.index]
     result: dict[str, Any] = {
         **(meta or {}),

@@ -76,8 +76,13 @@ def validate_config(config: dict, schema_file: str | Path) -> None:
     if error is None:
         return
     what = error.schema.get("description") if isinstance(error.schema, dict) else None
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})  # name the first unexpected key
+        where.append(next(k for k in error.instance if k not in allowed))
+        what = f"known keys: {sorted(allowed)}"
     raise ConfigError(
-        f"Error validating config: {_where(error.absolute_path)}: {error.message}"
+        f"Error validating config: {_where(where)}: {error.message}"
         + (f"\n  expected: {what}" if what else "")
         + "\n  Fix that key in config.yaml (or in the --configfile that sets it); "
         f"{Path(schema_file).name} describes every key."

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import functools
 import hashlib
 import inspect
@@ -318,6 +319,11 @@ def _checkpoint_state(
     )
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a lost mount); the message names the
+    file and the fix."""
+
+
 class CheckpointWriter:
     """Writes checkpoints on a background thread, one at a time, so that training goes on
     while a file is written (a gigabyte takes seconds on a local disk and far longer on a
@@ -325,14 +331,17 @@ class CheckpointWriter:
     memory: the checkpoint's size, once more, while it is written) and, when the previous
     file is still being written, for that one. Each file is renamed into place only when
     complete, so a kill leaves the previous checkpoint. Leaving the ``with`` block waits
-    for the last write (and re-raises its error, unless the block itself failed)."""
+    for the last write. A failed write is raised on the training thread at the next
+    checkpoint or on leaving the block, as :class:`CheckpointWriteError` naming the file and
+    the fix; it also replaces an ``OSError`` of the block itself (on a full disk, the next
+    history or log write fails too, and its error would hide the cause)."""
 
     def __init__(self) -> None:
         self.written = 0
         self.blocked = 0.0  # seconds the training thread spent on checkpoints
         self.writing = 0.0  # seconds the writes took on the background thread
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: tuple[Path, BaseException] | None = None
 
     def write(self, path: Path, state_of: Callable[[], dict[str, Any]]) -> None:
         """Snapshot the state (``state_of()``, called now) and write it to ``path``."""
@@ -346,7 +355,7 @@ class CheckpointWriter:
                 with atomic_path(path) as tmp:
                     torch.save(state, tmp)
             except BaseException as e:  # noqa: BLE001 - handed to the training thread
-                self._error = e
+                self._error = (path, e)
             self.writing += time.perf_counter() - tw
 
         self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=True)
@@ -360,15 +369,25 @@ class CheckpointWriter:
             self._thread.join()
             self._thread = None
         self.blocked += time.perf_counter() - t
-        error, self._error = self._error, None
-        if error is not None and raise_errors:
+        failed, self._error = self._error, None
+        if failed is None or not raise_errors:
+            return
+        path, error = failed
+        if not isinstance(error, OSError):
             raise error
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise CheckpointWriteError(
+            f"could not write the checkpoint {path}: {error.strerror or error}. "
+            f"{'Free space on that disk' if full else 'Make its directory writable'} (or set "
+            f"training.checkpoint_minutes: 0 to train without checkpoints) and rerun: "
+            f"training resumes from the last complete checkpoint, if any"
+        ) from None
 
     def __enter__(self) -> CheckpointWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.wait(raise_errors=exc is None)
+        self.wait(raise_errors=exc is None or isinstance(exc, OSError))
 
 
 def _resume(

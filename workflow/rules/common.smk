@@ -141,8 +141,16 @@ def mat_targets():
     return run_paths("codes.mat") + noisy_run_paths("codes.mat")
 
 
+# what each run leaves in its directory; rule all asks for them all, so that a deleted run
+# directory is rebuilt (Snakemake does not rebuild a missing file whose dependants exist)
+RUN_FILES = ("model.pt", "train.json", "train_log.csv", "codes.h5", "metrics.json")
+NOISY_RUN_FILES = (*RUN_FILES, "sample_weights.npz")
+
+
 def final_targets():
     return [
+        *[p for name in RUN_FILES for p in run_paths(name)],
+        *[p for name in NOISY_RUN_FILES for p in noisy_run_paths(name)],
         *graph_report_targets(),
         "results/summary/metrics.tsv",
         "results/summary/tables.md",
@@ -156,24 +164,28 @@ def final_targets():
     ]
 
 
-def summarise_finished_runs():
-    """The summary files from the runs that finished (on error; see evaluate.smk)."""
+def summarise_finished_runs(benchmarks):
+    """The summary from the runs that finished (on error; see evaluate.smk)."""
     from xmhash.report.finished import summarise_finished
+
+    def files(paths, names):
+        return {str(Path(p).parent): [str(Path(p).parent / n) for n in names] for p in paths}
 
     published = published_input(None)
     summarise_finished(
-        run_paths("metrics.json") + noisy_run_paths("metrics.json"),
-        metrics_out="results/summary/metrics.tsv",
-        curves_out="results/summary/curves.tsv",
-        markdown_out="results/summary/tables.md",
-        latex_out="results/summary/tables.tex",
-        html_out="results/summary/tables.html",
+        files(run_paths("metrics.json"), RUN_FILES)
+        | files(noisy_run_paths("metrics.json"), NOISY_RUN_FILES),
+        summary="results/summary",
         tables={
             "metrics": config["report"]["table_metrics"],
             "methods": report_methods(),
             "published_tsv": published[0] if published else None,
             "published_as": config["report"]["published_as"],
         },
+        datasets=DATASETS,
+        methods=METHODS,
+        benchmarks={k.removeprefix("bench_"): v for k, v in benchmarks.items()},
+        graph_stats=graph_stats_files(),
     )
 
 
@@ -466,6 +478,11 @@ def graph_spec(wildcards):
 
 def graph_settings(wildcards):
     return {k: config["graph"][k] for k in GRAPH_SETTINGS if k in config["graph"]}
+
+
+def graph_stats_files():
+    """The statistics file of every graph a method of the grid trains on."""
+    return [p.replace("_sizes.png", ".json") for p in graph_report_targets()]
 
 
 def graph_report_targets():
