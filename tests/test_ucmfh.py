@@ -86,3 +86,15 @@ def test_codes_need_only_one_modality(small_demo):
         items = Items(**{modality: getattr(small_demo, modality)[:30]})  # the other is absent
         codes = m.encode(items, modality)
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_single_modality_codes_of_a_pair_agree(small_histogram_demo):
+    """Codes are encoded from one modality (the other half of the token zero); trained on
+    paired tokens alone, an image's code and its text's code agree on ~61% of the bits."""
+    p = UCMFHParams(epochs=10, batch_size=64, fusion_layers=1, fusion_ff=64, hidden=64)
+    torch.manual_seed(0)
+    m = UCMFH(p, bits=16, image_dim=128, text_dim=10, seed=0)
+    summary = fit(m, _data(small_histogram_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
+    items = Items(image=small_histogram_demo.image[:400], text=small_histogram_demo.text[:400])
+    assert (m.encode(items, "image") == m.encode(items, "text")).mean() > 0.66
+    assert {"hash_paired", "hash_single"} <= set(summary["history"][-1])
