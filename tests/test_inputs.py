@@ -54,6 +54,9 @@ def test_lift_small_scales_only_small_features_to_unit_norm(small_bow_demo, smal
     assert torch.allclose(c(counts, "image"), counts - counts.mean(0), atol=1e-5)
     c.fit(histograms, topics, "never", "m")
     assert torch.equal(c(histograms, "image"), histograms)
+    unit = torch.nn.functional.normalize(torch.randn(50, 128), dim=1)  # signed, unit rows
+    c.fit(unit, topics, "auto", "m")
+    assert torch.equal(c(unit, "image"), unit)
 
 
 def test_without_lift_small_the_state_is_the_means_alone(small_histogram_demo):

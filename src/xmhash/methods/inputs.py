@@ -24,7 +24,7 @@ output. Features normalised another way than L2 are that small: L1-normalised 12
 visual-word histograms (Wikipedia's SIFT features) have a mean row norm of 0.14 after
 centring, 10-d topic proportions 0.35, and an MLP on them starts with one code for almost
 every image. With ``lift_small`` each modality whose training rows have a mean norm
-below 1 (after centring) is divided by that mean norm, once, by one scalar: the geometry
+below 1 (0.99; after centring) is divided by that mean norm, once, by one scalar: the geometry
 of the features is kept and larger features (counts, CNN activations, CLIP embeddings)
 pass unchanged. ``never`` leaves the features alone here too.
 """
@@ -41,6 +41,9 @@ from xmhash.methods.base import ConfigError
 log = logging.getLogger(__name__)
 
 CENTRE_MODES = ("auto", "always", "never")
+# lift_small: mean row norms below this are scaled to 1 (unit-normalised rows, whose mean
+# norm is 1 up to rounding, stay bit for bit as they are)
+LIFT_BELOW = 0.99
 
 
 def check_centre_mode(mode: str, where: str) -> None:
@@ -80,9 +83,9 @@ class InputCentre(nn.Module):
 
     def _lift(self, centred: torch.Tensor, modality: str, name: str) -> None:
         norm = float(centred.norm(dim=1).mean())
-        scale = getattr(self, f"{modality}_scale")
-        scale.fill_(norm if 0 < norm < 1 else 1.0)
-        if 0 < norm < 1:
+        small = 0 < norm < LIFT_BELOW
+        getattr(self, f"{modality}_scale").fill_(norm if small else 1.0)
+        if small:
             log.info(
                 "%s: %s features have a mean row norm of %.3g: scaled to 1 (centre_inputs: "
                 "never disables it)",
