@@ -14,7 +14,8 @@ image half f_I and a text half f_T; per-modality hash MLPs (L2-norm -> Linear 40
     L = NT-Xent(f_I, f_T) + 0.5 NT-Xent(h_I, h_T)
 
 with the SimCLR loss over the 2m x 2m cosine matrix, temperature 0.5
-(:func:`nt_xent`); here the hash term also covers single-modality tokens (see below). Adam with betas (0.5, 0.999): transformer lr 1e-4, MLPs lr 1e-3;
+(:func:`nt_xent`; here the hash term also covers single-modality tokens, see below).
+Adam with betas (0.5, 0.999): transformer lr 1e-4, MLPs lr 1e-3;
 the MLPs' MultiStep schedule (x1.2 at 30 and 80, MIRFlickr/NUS-WIDE; x0.6 at 200, COCO)
 is stepped every *iteration*, as in the official code. Batch 128, 100 epochs (MIRFlickr),
 150 (NUS-WIDE), 500 (COCO); 2 encoder layers, 4 heads, d_model 1024.
@@ -26,7 +27,13 @@ Deviations from the paper and the official code (116f015):
   Cross-modal retrieval (and ``xmhash search``) encodes one modality alone, so here the
   missing half of the token is zero at encoding time. Training with one half randomly
   zeroed ("modality dropout", 50% of tokens) was tried and was worse on the demo (mAP@all
-  0.60 vs 0.71 at 32 bits), so it is not offered.
+  0.60 vs 0.71 at 32 bits), so it is not offered. Measured side by side
+  (``benchmarks/official/ucmfh.py``: a synthetic CLIP-like set, 128 training items, 100
+  epochs, 16 bits, 3 seeds, the paper's loss), the paired encoding scores +0.026 /
+  +0.035 mAP@all (I->T / T->I) above ours for our trained model and +0.028 / +0.034 for
+  the official one (its own test encoding); under the same encoding the two
+  implementations agree within about 0.003 (mean over the seeds). This is the whole
+  measured gap to the official numbers (-0.025 / -0.035).
 * **The hash loss also sees single-modality tokens: the cause of the trailing scores.**
   Trained on paired tokens alone, the encoder learns to carry the text into the image
   half of the fused token (and the reverse), which a lone modality cannot supply. On
@@ -40,12 +47,7 @@ Deviations from the paper and the official code (116f015):
   h_T) + NT-Xent(h_I', h_T')) / 2 (``single_hash: true``; ``false`` is the paper's loss,
   which ``config/paper/ucmfh.yaml`` keeps). Same run: 61.0% agreement, mAP@all .218 /
   .188. The fusion term and the paired hash term are the paper's, so the paired codes
-  stay trained. Measured side by side (``benchmarks/official/ucmfh.py``: a synthetic CLIP-like
-  set, 128 training items, 100 epochs, 16 bits, 3 seeds), the paired encoding scores
-  +0.026 / +0.035 mAP@all (I->T / T->I) above ours for our trained model and +0.028 /
-  +0.034 for the official one (its own test encoding); under the same encoding the two
-  implementations agree within about 0.003 (mean over the seeds). This is the whole measured gap to the official
-  numbers (-0.025 / -0.035).
+  stay trained.
 * In training, the official code feeds each sample as its own length-1 sequence; at test
   it feeds a 2-D batch, which PyTorch reads as one sequence of 128 tokens, so test codes
   depend on batch composition, through query/key projections that never received a
@@ -69,9 +71,10 @@ Deviations from the paper and the official code (116f015):
   otherwise have to unlearn. CLIP-like features pass unchanged.
 * **Known limit.** UCMFH learns only from the instance-level contrast of paired tokens
   (no similarity target). On the ``demo_bow`` demo (visual-word counts, a weak
-  instance-level signal) it stays only about 0.05 mAP@all above LSH (0.226 / 0.208 vs
-  0.173 / 0.154 at 32 bits, mean of three seeds); more epochs or a 10x fusion learning
-  rate make it worse, so no setting is changed for it.
+  instance-level signal) it stayed only about 0.05 mAP@all above LSH with the paper's
+  loss (0.226 / 0.208 vs 0.173 / 0.154 at 32 bits, mean of three seeds; more epochs or a
+  10x fusion learning rate made it worse, the single-modality gap above); with the
+  single-modality hash term it reaches 0.287 / 0.270 (seed 0).
 * The demo config uses one encoder layer, narrower feed-forward and MLP widths and few
   epochs, to fit the demo's time budget; the paper configs carry the paper's values.
 * **Initialisation.** The official encoder layers are deep copies of one layer (both
