@@ -26,14 +26,7 @@ UNSUPERVISED = sorted(
 DEMOS = ["demo_default", "demo_bow"]
 # methods that still cannot beat LSH by 0.05 on a demo, with the reason (README says so);
 # strict: the test fails as soon as one of them starts to pass
-KNOWN_LIMITS = {
-    ("ucmfh", "demo_bow"): (
-        "UCMFH learns from the instance-level contrast of paired tokens only, with no "
-        "similarity target; on visual-word counts (a weak instance signal) it sits right at "
-        "the margin: I->T 0.047 above LSH on this seed, 0.053 over three seeds; more epochs "
-        "or a larger fusion lr make it worse"
-    ),
-}
+KNOWN_LIMITS: dict[tuple[str, str], str] = {}
 CASES = [
     pytest.param(
         method,
