@@ -74,7 +74,7 @@ Deviations from the paper and the official code (116f015):
   instance-level signal) it stayed only about 0.05 mAP@all above LSH with the paper's
   loss (0.226 / 0.208 vs 0.173 / 0.154 at 32 bits, mean of three seeds; more epochs or a
   10x fusion learning rate made it worse, the single-modality gap above); with the
-  single-modality hash term it reaches 0.287 / 0.270 (seed 0).
+  single-modality hash term it reaches 0.279 / 0.281 (mean of three seeds).
 * The demo config uses one encoder layer, narrower feed-forward and MLP widths and few
   epochs, to fit the demo's time budget; the paper configs carry the paper's values.
 * **Initialisation.** The official encoder layers are deep copies of one layer (both
