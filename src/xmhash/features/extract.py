@@ -1,8 +1,10 @@
 """The feature stage: a prepared dataset -> one HDF5 feature file per encoder.
 
 Streaming and bounded in memory: items go through a DataLoader whose workers decode and
-preprocess images (and crop regions, and tokenise texts) while the main process runs the
-model; batches never straddle a chunk of ``chunk_items`` items, and each finished chunk is
+preprocess images to uint8 (and crop regions, and tokenise texts) while the main process
+runs the model; the embeddings of a chunk stay on the device until it is complete, then
+come back in one asynchronous copy, checked for NaN/Inf once, on the device. Batches never
+straddle a chunk of ``chunk_items`` items, and each finished chunk is
 appended to a partial file next to the output (``store.FeatureWriter``). A killed run
 restarted with the same inputs and settings continues after the last finished chunk; the
 output appears atomically when all items are done.
@@ -21,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from xmhash.features.regions import (
     grid_boxes,
     with_whole_image,
 )
-from xmhash.features.settings import runtime_settings
+from xmhash.features.settings import job_threads, runtime_settings, stage_sizes
 from xmhash.features.store import Features, FeatureWriter, Ragged
 from xmhash.log import progress
 
@@ -99,9 +101,9 @@ class Loaded:
     index: np.ndarray  # (n,) item positions
     ok: np.ndarray  # (n,) bool: image decoded
     errors: list[str]  # (n,) "" or why the image failed
-    pixels: torch.Tensor  # (n_ok, 3, H, W)
+    pixels: torch.Tensor  # (n_ok, 3, H, W) uint8
     tokens: TextBatch  # (n, L) for every item
-    crops: torch.Tensor | None  # (R, 3, H, W) grid crops of the ok items, item by item
+    crops: torch.Tensor | None  # (R, 3, H, W) uint8 grid crops of the ok items, item by item
     boxes: list[np.ndarray]  # per ok item: (r_i, 4) boxes incl. the whole image last
     images: list[Any] | None  # decoded PIL images of the ok items (detector mode)
 
@@ -124,15 +126,21 @@ class _Items(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        mode = self.regions.mode
         try:
-            image = load_image(self.paths[i])
+            if mode == "detector":  # the detector resizes to its own scale: the full image
+                image = load_image(self.paths[i])
+                w, h = image.size
+            else:  # each grid tile must keep the resize target's size when drafted
+                pieces = self.regions.grid if mode == "grid" else 1
+                image, (w, h) = self.transform.open(self.paths[i], pieces)
         except Exception as e:  # noqa: BLE001 - any decoding failure is reported per item
             return {"index": i, "error": f"{type(e).__name__}: {e}"}
         out: dict[str, Any] = {"index": i, "error": "", "pixels": self.transform(image)}
-        w, h = image.size
-        if self.regions.mode == "grid":
-            boxes = grid_boxes(w, h, self.regions.grid)
-            out["crops"] = [self.transform(image.crop(tuple(b))) for b in boxes.tolist()]
+        if mode == "grid":
+            boxes = grid_boxes(w, h, self.regions.grid)  # in the file's pixels
+            scale = np.array([image.width / w, image.height / h] * 2, np.float32)
+            out["crops"] = [self.transform(image.crop(tuple(b))) for b in (boxes * scale).tolist()]
             out["boxes"] = with_whole_image(boxes, w, h)
         elif self.regions.mode == "detector":
             out["image"] = image
@@ -150,7 +158,9 @@ class _Collate:
             index=np.array([s["index"] for s in samples], np.int64),
             ok=np.array([not s["error"] for s in samples], bool),
             errors=[s["error"] for s in samples],
-            pixels=torch.stack([s["pixels"] for s in good]) if good else torch.zeros(0),
+            pixels=torch.stack([s["pixels"] for s in good])
+            if good
+            else torch.zeros(0, dtype=torch.uint8),
             tokens=self.tokenizer([self.texts[s["index"]] for s in samples]),
             crops=torch.stack(crops) if crops else None,
             boxes=[s["boxes"] for s in good if "boxes" in s],
@@ -206,7 +216,8 @@ class WordCache:
         for i in range(0, len(missing), self.batch_size):
             part = missing[i : i + self.batch_size]
             batch = tok.from_ids([[k] for k in part]) if self.unit == "bpe" else tok(part)
-            self.cache.update(zip(part, self.encoder.forward_tokens(batch), strict=True))
+            rows = self.encoder.to_host(self.encoder.forward_tokens(batch), "word")
+            self.cache.update(zip(part, rows, strict=True))
         dim = self.encoder.dim
         flat = [self.cache[k] for row in keys for k in row]
         return Ragged(
@@ -321,7 +332,7 @@ def _chunks(
         parts.append(_encode(batch, prep, encoder, settings, words, detector))
         last = int(batch.index[-1]) + 1
         if last == chunk_end:
-            yield _merge(parts, labels, split, prep, last, settings)
+            yield _merge(_on_host(parts, encoder), labels, split, prep, last, settings)
             parts = []
             chunk_end = min(n, chunk_end + settings.chunk_items)
 
@@ -367,7 +378,7 @@ def _encode(
 
 def _regions(
     batch: Loaded,
-    image_emb: np.ndarray,
+    image_emb: torch.Tensor,
     encoder: Encoder,
     settings: ExtractSettings,
     detector: Detector | None,
@@ -392,14 +403,14 @@ def _regions(
         ]
         crops = torch.stack(crops_list) if crops_list else None
     crop_emb = (
-        np.concatenate(
+        torch.cat(
             [
                 encoder.forward_pixels(crops[i : i + settings.batch_size])
                 for i in range(0, len(crops), settings.batch_size)
             ]
         )
         if crops is not None
-        else np.zeros((0, encoder.dim), np.float32)
+        else image_emb[:0]
     )
     rows, pos = [], 0
     for k, bx in enumerate(boxes):  # crops of item k, then its whole image (= its global embedding)
@@ -409,10 +420,53 @@ def _regions(
         pos += r
     counts = [len(b) for b in boxes]
     return Ragged(
-        embeddings=np.concatenate(rows).astype(np.float32),
+        embeddings=torch.cat(rows),  # on the device until the chunk is complete
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         boxes=np.concatenate(boxes).astype(np.float32),
     )
+
+
+def _on_host(parts: list[dict[str, Any]], encoder: Encoder) -> list[dict[str, Any]]:
+    """The chunk's embeddings (image, text, regions of every batch), still on the device,
+    brought to the host in one asynchronous copy, with one NaN/Inf check run on the
+    device; the host waits once, for that copy."""
+    slots = [
+        (p, key)
+        for p in parts
+        if p["image"] is not None
+        for key in ("image", "text", "regions")
+        if p[key] is not None
+    ]
+    if not slots:
+        return parts
+    rows = torch.cat([_device_rows(p, key) for p, key in slots])
+    flat = torch.cat([rows.flatten(), torch.isfinite(rows).all().float().view(1)])
+    if flat.device.type == "cuda":
+        host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+        host.copy_(flat, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        done.synchronize()
+    else:
+        host = flat
+    arr = host.numpy()
+    values = arr[:-1].reshape(rows.shape)
+    pos = 0
+    for p, key in slots:
+        n = len(_device_rows(p, key))
+        part = values[pos : pos + n]
+        pos += n
+        if arr[-1] != 1 and not np.isfinite(part).all():
+            raise encoder.non_finite(part, "region" if key == "regions" else key)
+        if key == "regions":
+            p[key] = replace(p[key], embeddings=part)
+        else:
+            p[key] = part
+    return parts
+
+
+def _device_rows(part: dict[str, Any], key: str) -> torch.Tensor:
+    return part[key].embeddings if key == "regions" else part[key]
 
 
 def _merge(
@@ -516,14 +570,25 @@ def run_features(
     only the runtime settings are read (:func:`xmhash.features.settings.runtime_settings`:
     workers, batch size, chunk size, device, the encoder key mapping).
     """
-    if threads:
-        torch.set_num_threads(int(threads))
     runtime = runtime_settings(config or {})
-    opts = ExtractSettings.from_config({**settings, **runtime})
+    device = resolve_device(runtime["device"], "features.device")
+    cuda = device.type == "cuda"
+    threads = int(threads or job_threads(runtime, cuda=cuda, cpu_count=os.cpu_count()))
+    torch.set_num_threads(threads)
+    sizes = stage_sizes(runtime, cuda=cuda, threads=threads)
+    opts = ExtractSettings.from_config({**settings, **runtime, **sizes})
     enc = load_encoder(
         encoder,
-        device=resolve_device(runtime["device"], "features.device"),
+        device=device,
         dtype=opts.precision,
         extra=runtime["encoders"],
+        draft=bool(settings.get("draft", True)),
+    )
+    log.info(
+        "features on %s: %d threads, %d decode workers, batch %d",
+        device,
+        threads,
+        opts.workers,
+        opts.batch_size,
     )
     extract_features(prepared, enc, out, opts, dataset=dataset, encoder_key=encoder)
