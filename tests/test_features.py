@@ -726,3 +726,56 @@ def test_the_job_sizes_itself_to_its_threads(tiny_clip_dir, monkeypatch):
     )
     assert (seen["opts"].workers, seen["opts"].batch_size) == (3, 64)
     assert torch.get_num_threads() == 3
+
+
+def _pil_decode(data, device):
+    """A stand-in for torchvision's decode_jpeg (not installed here): PIL, same output."""
+    import io
+
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(io.BytesIO(d.numpy().tobytes())).convert("RGB")) for d in data]
+    return [torch.from_numpy(a.copy()).permute(2, 0, 1).to(device) for a in arrays]
+
+
+def test_device_resizing_agrees_with_pil(photos, encoder):
+    from PIL import Image
+
+    path = next((photos / "images").iterdir())
+    image = Image.open(path).convert("RGB")
+    for edge in (32, 224):
+        t = ImageTransform(edge, (edge, edge), encoder.transform.mean, encoder.transform.std)
+        pil = t(image).int()
+        mine = t.resize_tensor(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)).int()
+        assert mine.shape == pil.shape
+        assert (mine - pil).abs().float().mean() < 1.5  # mean |difference|, of 255 levels
+
+
+def test_gpu_decoding_gives_the_features_of_cpu_decoding(
+    photos, prepared, tiny_clip_dir, tmp_path, monkeypatch
+):
+    """decode: gpu's own steps (bytes from the workers, one batched decode, resizing and
+    grid tiles on the device), with PIL standing in for nvJPEG on this CPU-only machine."""
+    monkeypatch.setattr(X, "decode_jpegs", _pil_decode)
+    monkeypatch.setattr(X, "check_decoder", lambda settings, device: None)
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", draft=False)
+    for data in (photos, prepared):  # JPEGs only; PNGs and JPEGs mixed
+        runs = {}
+        for decode in ("cpu", "gpu"):
+            settings = ExtractSettings(**{**SETTINGS.__dict__, "decode": decode})
+            out = extract_features(
+                data, enc, tmp_path / f"{data.parent.name}-{decode}.h5", settings
+            )
+            runs[decode] = read_features(out, parts=ALL)
+        cpu, gpu = runs["cpu"], runs["gpu"]
+        assert (cpu.image * gpu.image).sum(axis=1).min() >= 0.98
+        assert (cpu.regions.embeddings * gpu.regions.embeddings).sum(axis=1).min() >= 0.98
+        np.testing.assert_array_equal(cpu.regions.boxes, gpu.regions.boxes)
+
+
+def test_gpu_decoding_needs_a_cuda_device(prepared, encoder, tmp_path):
+    settings = ExtractSettings(**{**SETTINGS.__dict__, "decode": "gpu"})
+    with pytest.raises(ValueError, match="features.device: cuda"):
+        extract_features(prepared, encoder, tmp_path / "x.h5", settings)
+    with pytest.raises(ValueError, match="features.decode"):
+        ExtractSettings(decode="nvjpeg")

@@ -134,9 +134,9 @@ class ImageTransform:
 
         with Image.open(path) as im:
             size = im.size
-            if self.draft and im.format == "JPEG":
-                tw, th = self.resize_to(size[0] / pieces, size[1] / pieces)
-                im.draft("RGB", (tw * pieces, th * pieces))
+            tw, th = (pieces * x for x in self.resize_to(size[0] / pieces, size[1] / pieces))
+            if self.draft and im.format == "JPEG" and 2 * tw <= size[0] and 2 * th <= size[1]:
+                im.draft("RGB", (tw, th))  # at least half the size smaller: DCT scaling
             im.load()
             return im.convert("RGB"), size
 
@@ -151,6 +151,20 @@ class ImageTransform:
         left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
         image = image.crop((left, top, left + cw, top + ch))
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def resize_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, h, w) uint8 on any device -> (3, H, W) uint8, resized (antialiased bicubic)
+        and cropped as ``__call__`` does with PIL; for images decoded on the GPU. The two
+        resamplers agree to within a few levels (``docs/features.md``)."""
+        h, w = image.shape[-2:]
+        size = self.resize_to(w, h)
+        x = torch.nn.functional.interpolate(
+            image[None].float(), size=size[::-1], mode="bicubic", antialias=True
+        )
+        ch, cw = self.crop
+        left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
+        x = x[0, :, top : top + ch, left : left + cw]
+        return x.round_().clamp_(0, 255).to(torch.uint8)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, H, W) uint8 -> float32 scaled to [0, 1] and normalised, on their device."""
