@@ -3,6 +3,9 @@ archives; MIRFlickr checked against the real shared metadata."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import numpy as np
 import pytest
 from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
@@ -173,6 +176,23 @@ def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
         import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", {})
     assert ".work" not in str(err.value)  # not the scratch directory, deleted by then
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_refused_layout_names_the_archive_not_the_scratch_directory(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    archive, truth = wikipedia_archive()
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    gone = f"wikipedia_dataset/texts/{truth['ids'][0]}.xml"
+    del members[gone]
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads/wikipedia_dataset.zip").write_bytes(zip_bytes(members))
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "prepared", {})
+    zip_path = tmp_path / "downloads" / "wikipedia_dataset.zip"
+    assert str(err.value) == f"{zip_path}: its {gone}: text file missing"
+    assert [p.name for p in tmp_path.iterdir()] == ["downloads"]  # no scratch left either
 
 
 # ---------------------------------------------------------------- NUS-WIDE
@@ -376,9 +396,51 @@ def test_manifest_line_with_missing_image_is_named(tmp_path):
     (tmp_path / "0.jpg").write_bytes(jpeg(0))
     path = tmp_path / "m.csv"
     path.write_text("image,text,labels\n0.jpg,x,a\nmissing.jpg,y,b\n")
-    with pytest.raises(DatasetError, match=r"m\.csv, line 3: image 'missing.jpg' not found"):
+    with pytest.raises(
+        DatasetError, match=r"m\.csv: 1 bad entry:\n  line 3: image 'missing.jpg' not found"
+    ):
         get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
     assert not (tmp_path / "prepared").exists()
+
+
+def test_every_bad_manifest_entry_is_named_in_one_message(tmp_path):
+    path = _manifest(
+        tmp_path,
+        "a,0.jpg,x,a\nb,gone1.jpg,y,b\nc,1.jpg,z,a\na,2.jpg,w,a\nd,gone2.jpg,v,b\ne,bad.jpg,u,a\n",
+    )
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(DatasetError) as err:
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(path), "name": "mine"})
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"{path}: 4 bad entries:"
+    assert lines[1].startswith("  line 3: image 'gone1.jpg' not found at ")
+    assert lines[2] == "  line 5: id 'a' is already used on line 2; " + lines[2].split("; ", 1)[1]
+    assert lines[3].startswith("  line 6: image 'gone2.jpg' not found")
+    assert lines[4].startswith("  line 7: ") and "bad.jpg: corrupt image" in lines[4]
+    assert lines[5] == (
+        "Fix them, or set datasets.mine.skip_missing: true to leave out the entries whose "
+        "image is missing"
+    )
+
+
+def test_skip_missing_leaves_the_missing_images_out_and_names_them(tmp_path, caplog):
+    path = _manifest(tmp_path, "a,0.jpg,x,a\nb,gone1.jpg,y,b\nc,1.jpg,z,a\nd,gone2.jpg,v,b\n")
+    options = {"manifest": str(path), "name": "mine", "skip_missing": True}
+    with caplog.at_level("WARNING", logger="xmhash.data.datasets.manifest"):
+        prep = get_prepared(tmp_path, "manifest", {}, options)
+    assert [it.id for it in prep.items] == ["a", "c"] and prep.label_names == ["a"]
+    assert "left out 2 entries whose image is missing (datasets.mine.skip_missing)" in caplog.text
+    assert "line 3: 'gone1.jpg'; line 5: 'gone2.jpg'" in caplog.text
+    assert prep.meta["left_out"] == ["line 3: 'gone1.jpg'", "line 5: 'gone2.jpg'"]
+    assert prep.meta["counts"]["missing_images_left_out"] == 2
+
+
+def test_a_single_empty_text_is_warned_about_with_the_count(tmp_path, caplog):
+    path = _manifest(tmp_path, 'a,0.jpg,x,a\nb,1.jpg,"",b\nc,2.jpg,z,a\n')
+    with caplog.at_level("WARNING", logger="xmhash.data.datasets.manifest"):
+        prep = get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
+    assert len(prep.items) == 3
+    assert "1 of 3 entries have an empty text (line 3)" in caplog.text
 
 
 def _manifest(tmp_path, lines: str):
@@ -393,7 +455,9 @@ def _manifest(tmp_path, lines: str):
 
 def test_manifest_duplicate_ids_name_both_lines(tmp_path):
     path = _manifest(tmp_path, "x,0.jpg,a,a\ny,1.jpg,b,b\nx,2.jpg,c,a\n")
-    with pytest.raises(DatasetError, match=r"m\.csv, line 4: id 'x' is already used on line 2"):
+    with pytest.raises(
+        DatasetError, match=r"m\.csv: 1 bad entry:\n  line 4: id 'x' is already used on line 2"
+    ):
         get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
 
 

@@ -53,7 +53,7 @@ from xmhash.data.download import sha256_file
 from xmhash.data.splits import load_split
 from xmhash.device import resolve_device
 from xmhash.features.store import read_features
-from xmhash.io import atomic_path, write_json
+from xmhash.io import atomic_path, sweep_stale, write_json
 from xmhash.log import progress
 from xmhash.methods import get_method
 from xmhash.methods.base import (
@@ -507,6 +507,8 @@ def fit(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None:  # a checkpoint write of a killed run of this job left these
+        sweep_stale(ckpt)
     fp = _fingerprint(method, data, settings) if ckpt is not None else {}
     if ckpt is not None and ckpt.exists():
         resumed = _resume(ckpt, method, fp)

@@ -5,7 +5,7 @@ preprocess images to uint8 (and crop regions, and tokenise texts) while the main
 runs the model; the embeddings of a chunk stay on the device until it is complete, then
 come back in one asynchronous copy, checked for NaN/Inf once, on the device. Batches never
 straddle a chunk of ``chunk_items`` items, and each finished chunk is
-appended to a partial file next to the output (``store.FeatureWriter``). A killed run
+committed to a partial directory next to the output (``store.FeatureWriter``). A killed run
 restarted with the same inputs and settings continues after the last finished chunk; the
 output appears atomically when all items are done.
 
@@ -290,9 +290,9 @@ def extract_features(
     encoder_key: str | None = None,
     max_chunks: int | None = None,
 ) -> Path | None:
-    """Write the feature file ``out``; resume from its partial file if there is one.
+    """Write the feature file ``out``; resume from its partial directory if there is one.
 
-    ``max_chunks`` stops (leaving the partial file) after that many new chunks and
+    ``max_chunks`` stops (leaving the partial directory) after that many new chunks and
     returns None; the full run returns ``out``.
     """
     check_decoder(settings, encoder.device)
