@@ -5,13 +5,15 @@ from _bootstrap import init
 init(snakemake)  # noqa: F821
 
 from xmhash.log import wrote  # noqa: E402
-from xmhash.report.plots import curves, map_vs_bits, training_curves  # noqa: E402
+from xmhash.report.plots import dataset_plots  # noqa: E402
 
 sm = snakemake  # noqa: F821
-ds, methods, out = sm.wildcards.dataset, sm.params.methods, sm.output
-map_vs_bits(sm.input.metrics, ds, [out.map_vs_bits, out.map_vs_bits_pdf], methods=methods)
-for kind in ("pr", "pn"):
-    paths = [out[kind], out[f"{kind}_pdf"]]
-    curves(sm.input.curves, sm.input.metrics, ds, paths, kind=kind, methods=methods)
-training_curves(sm.input.history, ds, [out.training, out.training_pdf], methods=methods)
+dataset_plots(
+    sm.input.metrics,
+    sm.input.curves,
+    sm.input.history,
+    sm.wildcards.dataset,
+    sm.output,
+    methods=sm.params.methods,
+)
 wrote(sm.output)

@@ -11,7 +11,7 @@ figure.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,3 +291,27 @@ def training_curves(
         note += f"; closed form (no epochs): {', '.join(closed)}"
     fig.suptitle(f"{dataset}: training curves")
     return _save(fig, out, note, legend=False)
+
+
+# the figures of one dataset, each written as .png and .pdf (the plots rule's outputs)
+DATASET_PLOTS = ("map_vs_bits", "pr", "pn", "training")
+
+
+def dataset_plots(
+    metrics_tsv: str,
+    curves_tsv: str,
+    history_csvs: Sequence[str],
+    dataset: str,
+    out: Mapping[str, str],
+    methods: Sequence[str] | None = None,
+) -> None:
+    """Every figure of :data:`DATASET_PLOTS` for one dataset; ``out`` maps each name, and
+    the name with ``_pdf``, to its file."""
+
+    def paths(name: str) -> list[str]:
+        return [out[name], out[f"{name}_pdf"]]
+
+    map_vs_bits(metrics_tsv, dataset, paths("map_vs_bits"), methods=methods)
+    for kind in ("pr", "pn"):
+        curves(curves_tsv, metrics_tsv, dataset, paths(kind), kind=kind, methods=methods)
+    training_curves(history_csvs, dataset, paths("training"), methods=methods)

@@ -47,9 +47,16 @@ class Source:
     licence: str = ""
     user_supplies: str = "nothing"
     options: dict[str, Any] = field(default_factory=dict)  # option -> default
+    # the option naming a folder that holds the official files already unpacked: when it
+    # is set, nothing is downloaded and the source reads that folder
+    folder: str | None = None
 
     def file_names(self) -> list[str]:
         return [f.name for f in self.files]
+
+    def remotes(self, options: dict[str, Any]) -> tuple[Remote, ...]:
+        """The files to download under ``options`` (none when its folder is set)."""
+        return () if self.folder and options.get(self.folder) else self.files
 
 
 def require(path: Path, what: str) -> Path:
