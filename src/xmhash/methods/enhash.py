@@ -504,6 +504,8 @@ class ENHash(DeepMethod):
             yield from super().batches(epoch, n, generator)
             return
         fresh, replayed = self._sizes()
+        # replay draws on the host, from a generator seeded as the trainer's
+        generator = torch.Generator().manual_seed(generator.initial_seed())
         perm = torch.randperm(n, generator=generator)
         stop = (n // fresh) * fresh if n >= fresh else n
         # replay draws from the notebook as it stood when the epoch began: one host copy
