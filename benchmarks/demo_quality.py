@@ -31,8 +31,9 @@ from _demo_runs import train_and_score  # noqa: E402
 from xmhash import metrics  # noqa: E402
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.data.splits import make_split  # noqa: E402
-from xmhash.methods import METHODS, get_method, method_config  # noqa: E402
+from xmhash.methods import METHODS, get_method  # noqa: E402
 from xmhash.methods.base import DeepMethod  # noqa: E402
+from xmhash.plan import method_config  # noqa: E402
 
 
 def default_methods() -> list[str]:

@@ -55,8 +55,9 @@ from xmhash.data.stage import download_dataset, import_features  # noqa: E402
 from xmhash.evaluate import evaluate_run  # noqa: E402
 from xmhash.export import export_run  # noqa: E402
 from xmhash.graph.stage import build_graph  # noqa: E402
-from xmhash.methods import METHODS, method_config  # noqa: E402
+from xmhash.methods import METHODS  # noqa: E402
 from xmhash.methods.base import DeepMethod  # noqa: E402
+from xmhash.plan import method_config  # noqa: E402
 from xmhash.train import TrainSettings, run_training  # noqa: E402
 
 DATASET = "wikipedia"

@@ -261,8 +261,9 @@ def demo_maps(
     import torch
     import yaml
 
-    from xmhash.methods import get_method, method_config
+    from xmhash.methods import get_method
     from xmhash.methods.base import Items, TrainData
+    from xmhash.plan import method_config
     from xmhash.train import TrainSettings, cross_modal_map, fit, seed_everything
 
     cls = get_method(method)

@@ -17,8 +17,8 @@ import scipy.io as sio
 from xmhash.bits import unpack
 from xmhash.data.splits import split_features
 from xmhash.features.store import read_features, read_official_split
-from xmhash.methods import method_config
 from xmhash.methods.cirh import CIRHParams
+from xmhash.plan import method_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -373,7 +373,8 @@ def test_paper_configs_feed_the_features_raw_as_the_official_codes(paper):
     """No paper config centres (centre_inputs: auto centres the paper's own non-negative
     VGG fc7 / BoW features) or rescales (unit_inputs) the inputs of a method whose
     official code takes them raw, on any dataset of the config."""
-    from xmhash.methods import get_method, method_config
+    from xmhash.methods import get_method
+    from xmhash.plan import method_config
 
     cfg = _merged(paper)
     methods = {*cfg["run"]["methods"], *cfg.get("noise", {}).get("methods", [])}

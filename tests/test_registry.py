@@ -236,7 +236,7 @@ def test_no_training_step_synchronises_on_cuda(name, small_demo, tmp_path):
 
 
 def test_method_overrides_replace_the_method_block_on_their_dataset_only():
-    from xmhash.methods import method_config
+    from xmhash.plan import method_config
 
     assert method_config(CONFIG, "demo_bow", "djsrh")["beta"] == 0.3
     assert method_config(CONFIG, "demo", "djsrh")["beta"] == CONFIG["methods"]["djsrh"]["beta"]

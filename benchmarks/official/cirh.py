@@ -51,7 +51,7 @@ import _harness as H  # noqa: E402
 
 from xmhash.data.demo import DemoSpec, generate_demo  # noqa: E402
 from xmhash.features.store import Features, read_ids, write_features  # noqa: E402
-from xmhash.methods import method_config  # noqa: E402
+from xmhash.plan import method_config  # noqa: E402
 
 BLOCK = "mirflickr25k"  # the paper config's dataset block (MIRFlickr, main_mir.py)
 FOLDER = "datasets/MIRFlickr"  # get_loader_flickr: path = './datasets/MIRFlickr/'

@@ -150,6 +150,14 @@ def dataset_entry(config: Mapping[str, Any], path: Sequence[str], dataset: str) 
     return out
 
 
+def method_config(config: dict, dataset: str, method: str) -> dict:
+    """A method's hyperparameters on one dataset: config.yaml's ``methods.<method>``,
+    updated by ``method_overrides.<benchmark or dataset>.<method>`` (per-dataset settings,
+    e.g. the official code's values for that benchmark's features)."""
+    over = dataset_entry(config, ("method_overrides",), dataset).get(method, {})
+    return {**(config["methods"].get(method) or {}), **over}
+
+
 def check_per_dataset_keys(config: Mapping[str, Any]) -> None:
     """A per-dataset entry keyed by a name that is no dataset (nor, where benchmarks are
     accepted, a benchmark of a dataset) of the config is a typo (``wiki`` for

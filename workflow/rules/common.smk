@@ -216,7 +216,7 @@ def split_spec(wildcards):
 
 def method_params(wildcards):
     """methods.<method>, updated by method_overrides.<dataset>.<method>."""
-    from xmhash.methods import method_config
+    from xmhash.plan import method_config
 
     return method_config(config, wildcards.dataset, wildcards.method)
 
