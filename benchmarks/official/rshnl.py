@@ -15,6 +15,11 @@ column), so both sides train on the same corrupted labels. ``--class-base 0`` wr
 train C centres (no never-true class). Both keep the epoch with the
 best clean-validation mAP and are scored on the test set ranked against itself.
 
+The default regime is multi-batch: XMedia's layout (its 500 validation and 500 test
+rows), 1,024 training items (4 batches of 256 per epoch) and the official run seeded with
+the harness seed + ``--official-seed-offset`` (1000), so the two sides start from
+different weights instead of computing one trajectory twice.
+
 The official script runs with the paper config's values passed as its arguments
 (config/paper/rshnl.yaml: 150 epochs, batch 256, lr 1e-4, alpha/gamma of the dataset).
 """
