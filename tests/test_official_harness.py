@@ -78,7 +78,9 @@ def test_all_table_from_results():
     assert (i2t["task"], i2t["seeds"], i2t["features"]) == ("i2t", 3, "real")
     assert i2t["diff"] == pytest.approx(0.005)
     assert i2t["se"] == pytest.approx(0.005 / np.sqrt(3))
-    assert i2t["within"] and not t2i["within"]
+    assert (i2t["within"], t2i["within"]) == ("yes", "no")
+    assert ALL.verdict(0.0, 0.005).startswith("undecided")
+    assert ALL.verdict(0.0, float("nan")).startswith("undecided")
     text = ALL.render(rows)
     assert "| ucch | 16 | real | i2t | 3 | 0.5050 | 0.5000 | +0.0050 ± 0.0029 | yes |" in text
     assert "| ucch | 16 | real | t2i | 3 | 0.4000 | 0.4300 | -0.0300 ± 0.0000 | no |" in text
