@@ -12,7 +12,13 @@ For each seed the harness
    selection from there;
 4. scores both code sets with our evaluator (:func:`xmhash.evaluate.evaluate_run`) under
    the official protocol, and prints mAP@all per direction and code length, mean ± std
-   over seeds, and the difference ours - official.
+   over seeds, and the paired difference ours - official with its standard error
+   (std / sqrt(seeds)).
+
+``--features DIR`` replaces the synthetic set by real features of the Wikipedia layout
+(``raw_features.mat`` with ``I_tr``/``I_te``/``T_tr``/``T_te`` and the two
+``*_txt_img_cat.list`` files with the classes): :func:`feature_set` hands every harness
+the same kind of :class:`Features` either way.
 
 A method module (``rshnl.py``, ``ucch.py``) supplies a :class:`Spec`: the checkout's
 expected files and pinned commit, the data layout, the official command line and how to
@@ -45,6 +51,7 @@ from xmhash.codes import Codes, make_codeset, save_codes  # noqa: E402
 from xmhash.data.splits import split_features  # noqa: E402
 from xmhash.evaluate import evaluate_run  # noqa: E402
 from xmhash.export import export_run  # noqa: E402
+from xmhash.features.store import Features  # noqa: E402
 from xmhash.train import TrainSettings, run_training  # noqa: E402
 
 SHIM = Path(__file__).with_name("_shim.py")
@@ -124,6 +131,109 @@ def official_split(rows: dict[str, np.ndarray], n: int) -> np.ndarray:
         if part in rows:
             where[rows[part]] = part
     return where.astype(str)
+
+
+# --------------------------------------------------------------------------- features
+
+WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
+WIKI_KEYS = {"train": ("I_tr", "T_tr"), "test": ("I_te", "T_te")}
+
+
+def read_wiki_layout(folder: Path) -> dict[str, Features]:
+    """The train and test parts of a folder of the Wikipedia layout, classes from the lists."""
+    import scipy.io as sio
+
+    mat = folder / "raw_features.mat"
+    for f in (mat, *(folder / n for n in WIKI_LISTS.values())):
+        if not f.exists():
+            raise SystemExit(
+                f"--features {folder}: {f.name} missing (a folder of the Wikipedia layout "
+                f"holds raw_features.mat and {' and '.join(WIKI_LISTS.values())})"
+            )
+    m = sio.loadmat(mat)
+    parts = {}
+    for part, lst in WIKI_LISTS.items():
+        rows = [ln.split() for ln in (folder / lst).read_text().splitlines() if ln.strip()]
+        ik, tk = WIKI_KEYS[part]
+        for k in (ik, tk):
+            if k not in m:
+                raise SystemExit(f"{mat}: no key {k!r} (the Wikipedia layout has {ik}, {tk})")
+        if not len(m[ik]) == len(m[tk]) == len(rows):
+            raise SystemExit(
+                f"{mat}: {ik} has {len(m[ik])} rows, {tk} {len(m[tk])}, {lst} {len(rows)} lines"
+            )
+        parts[part] = (np.array([int(r[-1]) for r in rows]), m[ik], m[tk], [r[0] for r in rows])
+    n_classes = max(int(p[0].max()) for p in parts.values())
+    out = {}
+    for part, (cls, image, text, ids) in parts.items():
+        labels = np.zeros((len(cls), n_classes), np.uint8)
+        labels[np.arange(len(cls)), cls - 1] = 1  # the lists number the classes from 1
+        out[part] = Features(
+            ids=np.array([f"{part}-{i}" for i in range(len(ids))]),
+            labels=labels,
+            image=np.asarray(image, np.float32),
+            text=np.asarray(text, np.float32),
+            label_names=[f"class{c + 1}" for c in range(n_classes)],
+            attrs={"dataset": f"real:{folder.name}"},
+        )
+    return out
+
+
+def real_rows(n_train_part: int, n_test_part: int, head: int, tail: int, seed: int):
+    """Rows for ``head`` leading (training / database) and ``tail`` trailing (query) items:
+    the tail from the test part first, topped up from the training part where a protocol
+    needs more queries than it has; the head from the remaining training items. Each seed
+    draws its own rows (a permutation seeded by the seed)."""
+    rng = np.random.default_rng(seed)
+    tr, te = rng.permutation(n_train_part), rng.permutation(n_test_part)
+    from_test = min(tail, n_test_part)
+    from_train = tail - from_test
+    if head + from_train > n_train_part:
+        raise SystemExit(
+            f"--features: {head} training/database + {tail} query items need more than the "
+            f"{n_train_part} + {n_test_part} items of the folder; lower the sizes"
+        )
+    return tr[from_train : from_train + head], tr[:from_train], te[:from_test]
+
+
+def feature_set(case: Case, head: int, tail: int, demo: Any) -> Features:
+    """The features of one seed: ``head`` training/database items then ``tail`` query items.
+
+    Without ``--features`` the demo generator draws them from ``demo`` (a ``DemoSpec``, its
+    ``n_items`` = head + tail); with it, the rows come from the folder's official split
+    (:func:`real_rows`): queries from its test part, training and database from its
+    training part."""
+    folder = getattr(case.args, "features", None)
+    if folder is None:
+        from xmhash.data.demo import generate_demo
+
+        return generate_demo(demo)
+    parts = read_wiki_layout(Path(folder))
+    tr_rows, tr_query, te_query = real_rows(
+        len(parts["train"]), len(parts["test"]), head, tail, case.seed
+    )
+    tr, te = parts["train"], parts["test"]
+
+    def take(name: str) -> np.ndarray:
+        a, b = getattr(tr, name), getattr(te, name)
+        return np.concatenate([a[tr_rows], a[tr_query], b[te_query]])
+
+    return Features(
+        ids=take("ids"),
+        labels=take("labels"),
+        image=take("image"),
+        text=take("text"),
+        label_names=tr.label_names,
+        attrs=dict(tr.attrs),
+    )
+
+
+def pad_columns(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """``x`` widened to the ``dim`` columns an official network fixes, with zero columns
+    (a linear layer's zero inputs add nothing: the function class is unchanged)."""
+    if x.shape[1] > dim:
+        raise SystemExit(f"{what}: {x.shape[1]}-d features, the official code takes {dim}-d")
+    return np.pad(x, ((0, 0), (0, dim - x.shape[1])))
 
 
 # --------------------------------------------------------------------------- checks
@@ -298,12 +408,26 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.4f}"
 
 
+def paired(ours: list[float], official: list[float]) -> tuple[float, float]:
+    """The paired difference ours - official over seeds: its mean and standard error,
+    std(ddof=1) / sqrt(n) (nan for one seed: no spread to estimate it from)."""
+    d = np.asarray(ours, float) - np.asarray(official, float)
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return float(d.mean()), float(se)
+
+
+def seeds_for(sd: float, target: float = 0.004) -> int:
+    """Seeds that give a standard error <= ``target`` for a per-seed spread ``sd``:
+    n >= (sd / target)^2, at least 2 (one seed has no standard error)."""
+    return max(2, int(np.ceil((sd / target) ** 2 - 1e-9)))
+
+
 def table(rows: list[dict[str, Any]], header: str) -> str:
     lines = [
         header,
         "",
-        "| bits | task | ours | official | ours - official | official, own evaluator |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| bits | task | seeds | ours | official | ours - official ± SE | official, own evaluator |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for bits in sorted({r["bits"] for r in rows}):
         rb = [r for r in rows if r["bits"] == bits]
@@ -311,10 +435,10 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
             ours = [r["ours"][t] for r in rb]
             off = [r["official"][t] for r in rb]
             own = [r["official_own"].get(t, float("nan")) for r in rb]
-            diff = [a - b for a, b in zip(ours, off, strict=True)]
+            mean, se = paired(ours, off)
             lines.append(
-                f"| {bits} | {t} | {_ms(ours)} | {_ms(off)} | {np.mean(diff):+.4f} ± "
-                f"{np.std(diff, ddof=1) if len(diff) > 1 else 0.0:.4f} | {_ms(own)} |"
+                f"| {bits} | {t} | {len(rb)} | {_ms(ours)} | {_ms(off)} | {mean:+.4f} ± "
+                f"{se:.4f} | {_ms(own)} |"
             )
     return "\n".join(lines)
 
@@ -329,7 +453,19 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--official", type=Path, help=f"checkout of {spec.url} at {spec.commit[:7]}")
     ap.add_argument("--bits", type=int, nargs="+", default=d.get("bits", [16, 32]))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=d.get("seeds", [0, 1, 2]),
+        help="the default is the documented count: standard error <= 0.004 at the defaults",
+    )
+    ap.add_argument(
+        "--features",
+        type=Path,
+        help="a folder of the Wikipedia layout (raw_features.mat, *_txt_img_cat.list): "
+        "real features in place of the synthetic set",
+    )
     ap.add_argument("--n-train", type=int, default=d["n_train"], help="training items")
     ap.add_argument("--n-test", type=int, default=d["n_test"], help="test (query) items")
     ap.add_argument("--n-val", type=int, default=d.get("n_val", 0), help="validation items")
@@ -351,6 +487,14 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
         )
     if d.get("layouts"):
         ap.add_argument("--layout", choices=d["layouts"], default=d["layout"], help="file layout")
+    if "official_seed_offset" in d:
+        ap.add_argument(
+            "--official-seed-offset",
+            type=int,
+            default=d["official_seed_offset"],
+            help="the official run's seed is the harness seed + this (0: both sides start "
+            "from the same weights, one computation twice)",
+        )
     ap.add_argument("--threads", type=int, default=1, help="torch threads of both runs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--parallel", action="store_true", help="run both sides at the same time")
@@ -375,8 +519,9 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     problems = check_checkout(spec, args.official)
     if problems:
         raise SystemExit("cannot run the side-by-side comparison:\n  - " + "\n  - ".join(problems))
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("MKL_NUM_THREADS", str(args.threads))
+    # the thread count is fixed for both sides (the official run inherits the environment)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
     config = paper_config(spec.method)
     if args.work.exists() and not args.keep:
         shutil.rmtree(args.work)
@@ -404,6 +549,8 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
                 "ours": score(case, ours_path, "ours"),
                 "official": score(case, off_path, "official"),
                 "official_own": own,
+                "features": features_kind(args),
+                "threads": args.threads,
                 "seconds": {"ours": round(ours_s, 1), "official": round(off_s, 1)},
             }
             rows.append(row)
@@ -414,11 +561,15 @@ def main(spec: Spec, argv: list[str] | None = None) -> None:
     header = (
         f"{spec.title} vs official ({spec.url} @ {spec.commit[:7]}); mAP@all by our evaluator, "
         f"database = {case.extra['database']}; {len(args.seeds)} seeds, {args.n_train} train / "
-        f"{args.n_test} test items{db}, epochs: {epochs}; official's own evaluator: "
-        f"{spec.own_metric}"
+        f"{args.n_test} test items{db}, epochs: {epochs}; features: {features_kind(args)}; "
+        f"{args.threads} thread(s); official's own evaluator: {spec.own_metric}"
     )
     print()
     print(table(rows, header))
+
+
+def features_kind(args: argparse.Namespace) -> str:
+    return "real" if getattr(args, "features", None) else "generated"
 
 
 def parse_numbers(text: str, patterns: dict[str, str]) -> dict[str, float]:
