@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from xmhash.report.aggregate import aggregate, random_ranking_precision
+from xmhash.report.names import display_name
 from xmhash.report.plots import curves, map_vs_bits, method_styles, training_curves
 from xmhash.report.tables import (
     beside_published,
-    display_name,
     format_std,
     to_markdown,
     write_tables,
@@ -372,7 +372,7 @@ def test_tie_aware_map_is_a_table_of_its_own(summary):
 
 
 def test_every_registered_method_has_a_display_name():
-    from xmhash.report.tables import DISPLAY_NAMES
+    from xmhash.report.names import DISPLAY_NAMES
 
     package = Path(__file__).resolve().parents[1] / "src" / "xmhash" / "methods"
     names = {

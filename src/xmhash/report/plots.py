@@ -26,14 +26,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from xmhash.io import atomic_path  # noqa: E402
-from xmhash.report.tables import (  # noqa: E402
-    PAPER_METHODS,
-    TASK_NAMES,
-    display_name,
-    metric_label,
-    read_tsv,
-    seeds_phrase,
-)
+from xmhash.report.names import PAPER_METHODS, display_name  # noqa: E402
+from xmhash.report.tables import TASK_NAMES, metric_label, read_tsv, seeds_phrase  # noqa: E402
 
 # The methods of the papers this project reproduces (PAPER_METHODS): fixed, salient styles.
 SEED_PAPERS = {
@@ -89,7 +83,9 @@ def _outputs(out: str | Sequence[str]) -> list[str]:
     return [out] if isinstance(out, str) else list(out)
 
 
-def _save(fig: Figure, out: str | Sequence[str], note: str = "", legend: bool = True) -> Figure:
+def save_figure(
+    fig: Figure, out: str | Sequence[str], note: str = "", legend: bool = True
+) -> Figure:
     """Write ``fig`` to each path in the format of its suffix (.png at 150 dpi, .pdf as
     vectors), with one legend of all panels to their right and ``note`` under them."""
     if legend:
@@ -191,7 +187,7 @@ def map_vs_bits(
         ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric_label(metric))
-    return _save(fig, out, _seeds_note(runs, "Mean ± std"))
+    return save_figure(fig, out, _seeds_note(runs, "Mean ± std"))
 
 
 def curves(
@@ -226,7 +222,7 @@ def curves(
             ax.set_title(f"{dataset} {TASK_NAMES[task]}, {b} bits")
             ax.set_ylabel("precision" if kind == "pr" else "precision@N")
             ax.grid(alpha=0.3)
-    return _save(fig, out, _seeds_note(df, "Mean, band ± std"))
+    return save_figure(fig, out, _seeds_note(df, "Mean, band ± std"))
 
 
 def _curve(ax, runs: pd.DataFrame, kind: str, label: str, style: Style) -> None:
@@ -331,4 +327,4 @@ def training_curves(
     if closed:
         note += f"; closed form (no epochs): {', '.join(map(display_name, closed))}"
     fig.suptitle(f"{dataset}: training curves")
-    return _save(fig, out, note, legend=False)
+    return save_figure(fig, out, note, legend=False)

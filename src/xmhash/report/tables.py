@@ -22,41 +22,10 @@ from html import escape
 import pandas as pd
 
 from xmhash.io import atomic_path
+from xmhash.report.names import display_name
 
 TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 CHANCE = "chance"
-
-# How tables, plots and the report spell each registered method (config keys elsewhere).
-DISPLAY_NAMES = {
-    "lsh": "LSH",
-    "cca_itq": "CCA-ITQ",
-    "djsrh": "DJSRH",
-    "jdsh": "JDSH",
-    "dgcpn": "DGCPN",
-    "ucch": "UCCH",
-    "ucmfh": "UCMFH",
-    "cirh": "CIRH",
-    "daeh": "DAEH",
-    "vtmuch": "VTM-UCH",
-    "enhash": "ENHash",
-    "rshnl": "RSHNL",
-    "ce_centre": "CE-centre",
-    "gce_centre": "GCE-centre",
-    "dcmh_feat": "DCMH (features)",
-}
-# The methods of the papers xmhash reproduces; plots draw them salient and say so.
-PAPER_METHODS = ("vtmuch", "enhash", "rshnl")
-
-
-def display_name(method: str) -> str:
-    """``vtmuch`` -> ``VTM-UCH``; a variant key ``enhash_nonotebook`` -> ``ENHash
-    (nonotebook)``; any other key as it is."""
-    if method in DISPLAY_NAMES:
-        return DISPLAY_NAMES[method]
-    for key in sorted(DISPLAY_NAMES, key=len, reverse=True):
-        if method.startswith(key + "_"):
-            return f"{DISPLAY_NAMES[key]} ({method.removeprefix(key + '_')})"
-    return method
 
 
 def metric_label(metric: str) -> str:
