@@ -7,7 +7,7 @@ the number of seeds; a cell with fewer seeds than the rest of its table says so
 the same split: the expected mAP@all of a random ranking, the expected precision of a
 random ranking for P@N, random codes for the other mAP variants.
 
-Methods are shown by their display names (:data:`DISPLAY_NAMES`, the one place that
+Methods are shown by their display names (:mod:`xmhash.report.names`, the one place that
 spells them), metrics by :func:`metric_label`. A cell one of whose runs the evaluation
 flagged (``warnings`` of its ``metrics.json``: collapsed codes, a task at chance, a
 mechanism that switched itself off) carries a letter, and the note under the table
