@@ -278,7 +278,7 @@ def test_runtime_table_per_rule_and_method(tmp_path):
     assert table.loc[("train", "enhash"), "median s"] == 40.0
     assert table.loc[("train", "enhash"), "peak RSS MB"] == 500.0
     assert table.loc[("features", ""), "max s"] == 4.0
-    assert table.loc[("all", ""), "total min"] == pytest.approx(86 / 60)
+    assert table.loc[("total", ""), "total min"] == pytest.approx(86 / 60)
     write_runtime(files, str(tmp_path / "r.md"), str(tmp_path / "r.html"))
     assert "| train | enhash | 2 | 40 | 50 | " in (tmp_path / "r.md").read_text()
 

@@ -505,8 +505,12 @@ def job_benchmarks():
         "graph": [_bench(p).replace("_sizes.png", ".tsv") for p in graphs],
         "graph_plot": [_bench(p).replace("_sizes.png", "_plot.tsv") for p in graphs],
         **{
-            f"{stage}{track}": [_bench(p) for p in paths(f"{stage}.tsv")]
-            for stage in ("train", "export", "evaluate")
+            f"{rule}{track}": [_bench(p) for p in paths(f"{stage}.tsv")]
+            for rule, stage in (
+                ("train", "train"),
+                ("export_codes", "export"),
+                ("evaluate", "evaluate"),
+            )
             for track, paths in (("", run_paths), ("_noisy", noisy_run_paths))
         },
         "codes_mat": [

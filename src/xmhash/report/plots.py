@@ -302,7 +302,7 @@ def training_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(display_name(m), fontweight="bold" if m in PAPER_METHODS else "normal")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss term (training objective)")
+        ax.set_ylabel("loss terms")
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         anchor = 1.02
