@@ -11,7 +11,8 @@ from xmhash.report.plots import curves, map_vs_bits, training_curves  # noqa: E4
 
 sm = snakemake  # noqa: F821
 ds, methods, out = sm.wildcards.dataset, sm.params.methods, sm.output
-map_vs_bits(sm.input.metrics, ds, [out.map_vs_bits, out.map_vs_bits_pdf], methods=methods)
+maps = [out.map_vs_bits, out.map_vs_bits_pdf, out.map_vs_bits_svg]
+map_vs_bits(sm.input.metrics, ds, maps, methods=methods)
 for kind in ("pr", "pn"):
     paths = [out[kind], out[f"{kind}_pdf"]]
     curves(sm.input.curves, sm.input.metrics, ds, paths, kind=kind, methods=methods)

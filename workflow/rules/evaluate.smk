@@ -181,6 +181,8 @@ rule plots:
             subcategory="{dataset}",
         ),
         map_vs_bits_pdf="results/summary/plots/{dataset}/map_vs_bits.pdf",
+        # inline in the report's landing page (an image there would not be embedded)
+        map_vs_bits_svg="results/summary/plots/{dataset}/map_vs_bits.svg",
         pr_pdf="results/summary/plots/{dataset}/pr.pdf",
         pn_pdf="results/summary/plots/{dataset}/pn.pdf",
         training_pdf="results/summary/plots/{dataset}/training.pdf",

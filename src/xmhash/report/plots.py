@@ -85,8 +85,9 @@ def _outputs(out: str | Sequence[str]) -> list[str]:
 def save_figure(
     fig: Figure, out: str | Sequence[str], note: str = "", legend: bool = True
 ) -> Figure:
-    """Write ``fig`` to each path in the format of its suffix (.png at 150 dpi, .pdf as
-    vectors), with one legend of all panels to their right and ``note`` under them."""
+    """Write ``fig`` to each path in the format of its suffix (.png at 150 dpi, .pdf and
+    .svg as vectors), with one legend of all panels to their right and ``note`` under
+    them."""
     if legend:
         _shared_legend(fig)
     fig.tight_layout()
