@@ -477,6 +477,20 @@ def _selected(datasets):
     return [d for d in DATASETS if d in datasets]
 
 
+def computes_features(dataset):
+    """Whether the feature stage encodes the dataset's prepared directory (rather than
+    importing shipped features or generating the synthetic demo)."""
+    if dataset in datasets_with_source("demo_images"):
+        return True
+    return dataset in datasets_with_prepare() and encoder_key(dataset) != imported_encoder(dataset)
+
+
+def example_images(wildcards):
+    """The prepared directory, whose image files the retrieval figure shows, where the
+    features were computed from it."""
+    return [prepared_path(wildcards)] if computes_features(wildcards.dataset) else []
+
+
 def job_benchmarks():
     """{rule: benchmark files} of every job of the workflow but `runtime` and `all`."""
     graphs = graph_report_targets()
@@ -486,7 +500,7 @@ def job_benchmarks():
         "prepare": [
             f"results/benchmarks/{d}/prepare.tsv"
             for d in _selected(datasets_with_prepare())
-            if encoder_key(d) != imported_encoder(d)
+            if computes_features(d)
         ],
         "demo_images": [
             f"results/benchmarks/{d}/prepared.tsv"

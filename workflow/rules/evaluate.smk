@@ -144,7 +144,7 @@ rule plots:
         history=lambda w: run_paths("train_log.csv", [w.dataset]),
         example_codes=example_codes,
         features=features_path,
-        prepared=lambda w: [prepared_path(w)] if w.dataset in datasets_with_prepared() else [],
+        prepared=example_images,
     output:
         map_vs_bits=report(
             "results/summary/plots/{dataset}/map_vs_bits.png",
