@@ -359,7 +359,7 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
     proc = snakemake(wf, *args, check=False)
     assert proc.returncode != 0
     table = (wf / "results/summary/tables.md").read_text()
-    assert "| cca_itq |" in table and "older run" not in table, table
+    assert "| CCA-ITQ |" in table and "older run" not in table, table
     assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
     assert "results/demo/lsh/8bits/seed0" in (wf / "results/summary/tables.html").read_text()
 
