@@ -391,15 +391,15 @@ def test_curves_at_every_code_length_with_seed_bands(summary, kind):
         str(summary / "curves.tsv"),
         str(summary / "metrics.tsv"),
         "demo",
-        str(summary / f"{kind}.png"),
+        str(summary / f"{kind}.pdf"),
         kind=kind,
-        methods=METHODS,
+        methods=METHODS[:3],
     )
     titles = {ax.get_title() for ax in fig.axes}
     assert titles == {f"demo {t}, {b} bits" for t in ("I→T", "T→I") for b in (16, 32, 64)}
     for ax in fig.axes:
         assert ax.get_xlabel() and ax.get_ylabel()
-        assert len(ax.collections) == len(METHODS)  # one ± std band per method (2 seeds)
+        assert len(ax.collections) == 3  # one ± std band per method (2 seeds)
 
 
 def test_every_plot_labels_its_axes_and_says_which_methods_are_the_papers(summary, tmp_path):
