@@ -4,7 +4,8 @@ Snakemake puts this directory on ``sys.path`` before it runs a ``script:``, so t
 adapters can ``from _bootstrap import init``. :func:`init` makes the ``xmhash`` package
 importable from ``<repo>/src`` (so jobs work with or without ``pip install``, with
 ``--use-conda`` and on a cluster with a shared file system) and sends stderr (tracebacks,
-progress bars) and logging to the rule's log file.
+progress bars) and logging to the rule's log file, and removes the temporaries that a
+killed run of the same job left beside its outputs.
 """
 
 import os
@@ -23,9 +24,12 @@ def init(snakemake):
     if snakemake.log:
         sys.stderr = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    from xmhash.io import sweep_stale
     from xmhash.log import setup_logging
 
     setup_logging(None)
+    for out in snakemake.output:  # what a killed run of this job left half-written
+        sweep_stale(out)
 
 
 def device(snakemake) -> str:

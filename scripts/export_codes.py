@@ -15,6 +15,6 @@ export_run(
     codes_out=sm.output.codes,
     device=device(sm),
     threads=sm.threads,
-    attrs={"dataset": sm.wildcards.dataset, "features": sm.input.features},
+    attrs={"dataset": sm.wildcards.dataset},
 )
 wrote(snakemake.output)

@@ -112,9 +112,12 @@ WIKI_CATEGORIES = ["art", "biology", "geography", "history", "literature", "medi
                    "royalty", "sport", "warfare"]  # fmt: skip
 
 
-def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tuple[bytes, dict]:
-    """``wikipedia_dataset.zip`` in miniature (``wikipedia_dataset/`` holding the lists,
-    ``images/``, ``texts/`` and ``raw_features.mat``) and what it holds."""
+def wikipedia_members(
+    n_train: int = 12, n_test: int = 5, seed: int = 0
+) -> tuple[dict[str, bytes | str], dict]:
+    """The files of the Wikipedia archive in miniature (relative path -> content: the
+    lists, ``images/``, ``texts/`` and ``raw_features.mat``, with TF-IDF texts as in the
+    published feature file) and what they hold."""
     rng = np.random.default_rng(seed)
     members: dict[str, bytes | str] = {"categories.list": "\n".join(WIKI_CATEGORIES) + "\n"}
     truth = {"ids": [], "labels": [], "split": [], "texts": []}
@@ -124,7 +127,10 @@ def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tupl
     ):
         lines = []
         for _ in range(n):
-            txt, img = f"{rng.integers(1 << 60):016x}", f"{rng.integers(1 << 60):016x}"
+            txt, img = (
+                f"{rng.integers(1 << 60):016x}-{rng.integers(1, 9)}",
+                f"{rng.integers(1 << 60):016x}",
+            )
             cat = int(rng.integers(1, 11))
             lines.append(f"{txt}\t{img}\t{cat}")
             members[f"images/{WIKI_CATEGORIES[cat - 1]}/{img}.jpg"] = jpeg(len(members))
@@ -145,12 +151,44 @@ def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tupl
         "T_tr": rng.random((n_train, 10)),
         "I_te": rng.random((n_test, 128)),
         "T_te": rng.random((n_test, 10)),
+        "T_tfidf_tr": rng.random((n_train, 30)),
+        "T_tfidf_te": rng.random((n_test, 30)),
     }
     members["raw_features.mat"] = mat_bytes(feats)
-    members = {f"wikipedia_dataset/{k}": v for k, v in members.items()}  # the zip's top folder
     truth["image"] = np.concatenate([feats["I_tr"], feats["I_te"]])
     truth["text"] = np.concatenate([feats["T_tr"], feats["T_te"]])
+    truth["tfidf"] = np.concatenate([feats["T_tfidf_tr"], feats["T_tfidf_te"]])
+    return members, truth
+
+
+def wikipedia_archive(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tuple[bytes, dict]:
+    """``wikipedia_dataset.zip`` in miniature (``wikipedia_dataset/`` holding
+    :func:`wikipedia_members`) and what it holds."""
+    members, truth = wikipedia_members(n_train, n_test, seed)
+    members = {f"wikipedia_dataset/{k}": v for k, v in members.items()}  # the zip's top folder
     return zip_bytes(members), truth
+
+
+FEATURES_ONLY = ("raw_features.mat", "trainset_txt_img_cat.list", "testset_txt_img_cat.list")
+
+
+def wikipedia_folder(
+    root: Path, *, only: tuple[str, ...] = (), stray_a: bool = False, **kw
+) -> tuple[Path, dict]:
+    """The miniature Wikipedia files written into the folder ``root`` (all of them, or
+    only those named in ``only``, e.g. :data:`FEATURES_ONLY`: the layout in which the
+    features are published); ``stray_a`` puts a stray "A" before the first text id, as in
+    the published train list."""
+    members, truth = wikipedia_members(**kw)
+    if stray_a:
+        members["trainset_txt_img_cat.list"] = "A" + members["trainset_txt_img_cat.list"]
+    for rel, content in members.items():
+        if only and rel not in only:
+            continue
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root, truth
 
 
 def nuswide_files(

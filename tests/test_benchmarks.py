@@ -11,6 +11,9 @@ import sys
 import pytest
 import torch
 from conftest import REPO
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from test_envs import pyproject_pins
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu  # noqa: E402  benchmarks/gpu.py
@@ -89,15 +92,37 @@ def test_missing_modules_are_named_with_the_wheels_that_bring_them():
 
 
 def test_carried_versions_are_the_ones_tested_here():
-    """The wheels the GPU run carries are the versions this checkout is tested with."""
-    for wheels in gpu.CARRY.values():
-        for pin in wheels:
-            name, version = pin.split("==")
-            try:
-                installed = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
+    """The wheels the GPU run carries are those this checkout is tested with: a package
+    the project pins, at its pin; one that comes only as a dependency of another carried
+    package, at a version that each carried package installed here accepts. Nothing here
+    depends on which versions a registry serves today."""
+    pins = {canonicalize_name(k): v for k, v in pyproject_pins().items()}
+    carried = {
+        canonicalize_name(name): version
+        for wheels in gpu.CARRY.values()
+        for name, version in (pin.split("==") for pin in wheels)
+    }
+    needed_by: dict[str, list[str]] = {}
+    for parent in carried:
+        try:
+            requires = importlib.metadata.requires(parent) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for req in map(Requirement, requires):
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
                 continue
-            assert installed == version, f"{name}: carried {version}, installed {installed}"
+            name = canonicalize_name(req.name)
+            if name in carried:
+                assert req.specifier.contains(carried[name], prereleases=True), (
+                    f"{name}: carried {carried[name]}, but {parent} installed here needs "
+                    f"{req.specifier}"
+                )
+                needed_by.setdefault(name, []).append(parent)
+    for name, version in carried.items():
+        if name in pins:
+            assert version == pins[name], f"{name}: carried {version}, pyproject pins {pins[name]}"
+        else:
+            assert name in needed_by, f"{name}: carried, but no carried package needs it"
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@ archives; MIRFlickr checked against the real shared metadata."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from dataset_fixtures import MirflickrMeta, mirflickr_archives, zip_bytes
@@ -173,6 +177,136 @@ def test_wikipedia_feature_rows_must_match_the_lists(tmp_path):
         import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", {})
     assert ".work" not in str(err.value)  # not the scratch directory, deleted by then
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_refused_layout_names_the_archive_not_the_scratch_directory(tmp_path):
+    from dataset_fixtures import wikipedia_archive
+
+    archive, truth = wikipedia_archive()
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    gone = f"wikipedia_dataset/texts/{truth['ids'][0]}.xml"
+    del members[gone]
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads/wikipedia_dataset.zip").write_bytes(zip_bytes(members))
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "prepared", {})
+    zip_path = tmp_path / "downloads" / "wikipedia_dataset.zip"
+    assert str(err.value) == f"{zip_path}: its {gone}: text file missing"
+    assert [p.name for p in tmp_path.iterdir()] == ["downloads"]  # no scratch left either
+
+
+def _import_folder(tmp_path, root, **options):
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    options = {"root": str(root), **options}
+    download_dataset("wikipedia", tmp_path / "downloads", options)  # nothing to fetch
+    assert list((tmp_path / "downloads").iterdir()) == [tmp_path / "downloads/manifest.json"]
+    import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", options)
+    return read_features(tmp_path / "f.h5")
+
+
+@pytest.mark.parametrize("layout", ["archive", "features"])
+def test_wikipedia_imports_an_unpacked_folder(tmp_path, layout):
+    """The archive as it unpacks, or the features as they are published (the .mat and the
+    two lists, a stray "A" before the first text id, no categories.list)."""
+    from dataset_fixtures import FEATURES_ONLY, WIKI_CATEGORIES, wikipedia_folder
+
+    only = FEATURES_ONLY if layout == "features" else ()
+    root, truth = wikipedia_folder(tmp_path / "wiki", only=only, stray_a=layout == "features")
+    feats = _import_folder(tmp_path, root)
+    assert list(feats.ids) == truth["ids"]
+    np.testing.assert_allclose(feats.image, truth["image"], rtol=1e-6)
+    np.testing.assert_allclose(feats.text, truth["text"], rtol=1e-6)
+    assert list(feats.official_split) == truth["split"]
+    assert [int(np.flatnonzero(r)[0]) for r in feats.labels] == truth["labels"]
+    n = feats.labels.shape[1]
+    assert feats.label_names == (
+        WIKI_CATEGORIES if layout == "archive" else [str(c + 1) for c in range(n)]
+    )
+
+
+def test_wikipedia_tfidf_texts_are_selectable(tmp_path):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    root, truth = wikipedia_folder(tmp_path / "wiki", only=FEATURES_ONLY)
+    feats = _import_folder(tmp_path, root, text_feature="tfidf")
+    np.testing.assert_allclose(feats.text, truth["tfidf"], rtol=1e-6)
+    assert "TF-IDF" in feats.attrs["encoder_id"]
+
+
+def test_wikipedia_folder_prepare_needs_the_texts(tmp_path):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    root, truth = wikipedia_folder(tmp_path / "wiki")
+    options = {"root": str(root)}
+    download_dataset("wikipedia", tmp_path / "downloads", options)
+    prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "prepared", options)
+    assert [it.text for it in read_prepared(tmp_path / "prepared").items] == truth["texts"]
+    bare, _ = wikipedia_folder(tmp_path / "bare", only=FEATURES_ONLY)
+    with pytest.raises(DatasetError, match=r"bare/texts: missing.*encoder: wiki_sift_lda"):
+        prepare_dataset("wikipedia", tmp_path / "downloads", tmp_path / "p2", {"root": str(bare)})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"text_feature": "bow"}, r"text_feature 'bow', expected one of \['lda', 'tfidf'\]"),
+        ({"root": "{tmp}/nowhere"}, r"nowhere: no such folder \(datasets.<name>.root\)"),
+    ],
+)
+def test_wikipedia_folder_errors_name_the_setting(tmp_path, options, match):
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    from xmhash.data.stage import import_features
+
+    root, _ = wikipedia_folder(tmp_path / "wiki", only=FEATURES_ONLY)
+    options = {"root": str(root), **{k: v.format(tmp=tmp_path) for k, v in options.items()}}
+    (tmp_path / "downloads").mkdir()
+    with pytest.raises(DatasetError, match=match):
+        import_features("wikipedia", tmp_path / "downloads", tmp_path / "f.h5", options)
+
+
+def test_wikipedia_tfidf_missing_names_the_keys(tmp_path):
+    from dataset_fixtures import mat_bytes, wikipedia_folder
+
+    from xmhash.data.stage import import_features
+
+    root, _ = wikipedia_folder(tmp_path / "wiki")
+    (root / "raw_features.mat").write_bytes(
+        mat_bytes(
+            {
+                k: np.ones((12 if k.endswith("tr") else 5, 2))
+                for k in ("I_tr", "I_te", "T_tr", "T_te")
+            }
+        )
+    )
+    (tmp_path / "downloads").mkdir()
+    with pytest.raises(DatasetError, match=r"raw_features\.mat: key 'T_tfidf_tr' missing"):
+        import_features(
+            "wikipedia",
+            tmp_path / "downloads",
+            tmp_path / "f.h5",
+            {"root": str(root), "text_feature": "tfidf"},
+        )
+
+
+WIKI_REAL = Path(__file__).resolve().parents[1] / "../shared/data/wikipedia-sift-lda"
+
+
+@pytest.mark.skipif(not WIKI_REAL.is_dir(), reason="no ../shared/data/wikipedia-sift-lda")
+def test_wikipedia_real_folder_imports_as_published(tmp_path):
+    """The published SIFT/LDA folder: 2,173 + 693 pairs, the official split, 10 classes
+    named from its categories.list, the stray "A" gone from the first text id."""
+    feats = _import_folder(tmp_path, WIKI_REAL.resolve())
+    assert feats.image.shape == (2866, 128) and feats.text.shape == (2866, 10)
+    assert list(np.unique(feats.official_split, return_counts=True)[1]) == [693, 2173]
+    assert feats.label_names[0] == "art" and len(feats.label_names) == 10
+    assert not feats.ids[0].startswith("A") and len(feats.ids[0]) == len(feats.ids[1])
+    np.testing.assert_allclose(feats.image.sum(1), 1, atol=1e-4)
+    counts = feats.labels[feats.official_split == "train"].sum(0)
+    assert counts[0] == 138 and counts[-1] == 347  # art, warfare (README)
 
 
 # ---------------------------------------------------------------- NUS-WIDE
@@ -376,9 +510,51 @@ def test_manifest_line_with_missing_image_is_named(tmp_path):
     (tmp_path / "0.jpg").write_bytes(jpeg(0))
     path = tmp_path / "m.csv"
     path.write_text("image,text,labels\n0.jpg,x,a\nmissing.jpg,y,b\n")
-    with pytest.raises(DatasetError, match=r"m\.csv, line 3: image 'missing.jpg' not found"):
+    with pytest.raises(
+        DatasetError, match=r"m\.csv: 1 bad entry:\n  line 3: image 'missing.jpg' not found"
+    ):
         get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
     assert not (tmp_path / "prepared").exists()
+
+
+def test_every_bad_manifest_entry_is_named_in_one_message(tmp_path):
+    path = _manifest(
+        tmp_path,
+        "a,0.jpg,x,a\nb,gone1.jpg,y,b\nc,1.jpg,z,a\na,2.jpg,w,a\nd,gone2.jpg,v,b\ne,bad.jpg,u,a\n",
+    )
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(DatasetError) as err:
+        get_prepared(tmp_path, "manifest", {}, {"manifest": str(path), "name": "mine"})
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"{path}: 4 bad entries:"
+    assert lines[1].startswith("  line 3: image 'gone1.jpg' not found at ")
+    assert lines[2] == "  line 5: id 'a' is already used on line 2; " + lines[2].split("; ", 1)[1]
+    assert lines[3].startswith("  line 6: image 'gone2.jpg' not found")
+    assert lines[4].startswith("  line 7: ") and "bad.jpg: corrupt image" in lines[4]
+    assert lines[5] == (
+        "Fix them, or set datasets.mine.skip_missing: true to leave out the entries whose "
+        "image is missing"
+    )
+
+
+def test_skip_missing_leaves_the_missing_images_out_and_names_them(tmp_path, caplog):
+    path = _manifest(tmp_path, "a,0.jpg,x,a\nb,gone1.jpg,y,b\nc,1.jpg,z,a\nd,gone2.jpg,v,b\n")
+    options = {"manifest": str(path), "name": "mine", "skip_missing": True}
+    with caplog.at_level("WARNING", logger="xmhash.data.datasets.manifest"):
+        prep = get_prepared(tmp_path, "manifest", {}, options)
+    assert [it.id for it in prep.items] == ["a", "c"] and prep.label_names == ["a"]
+    assert "left out 2 entries whose image is missing (datasets.mine.skip_missing)" in caplog.text
+    assert "line 3: 'gone1.jpg'; line 5: 'gone2.jpg'" in caplog.text
+    assert prep.meta["left_out"] == ["line 3: 'gone1.jpg'", "line 5: 'gone2.jpg'"]
+    assert prep.meta["counts"]["missing_images_left_out"] == 2
+
+
+def test_a_single_empty_text_is_warned_about_with_the_count(tmp_path, caplog):
+    path = _manifest(tmp_path, 'a,0.jpg,x,a\nb,1.jpg,"",b\nc,2.jpg,z,a\n')
+    with caplog.at_level("WARNING", logger="xmhash.data.datasets.manifest"):
+        prep = get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
+    assert len(prep.items) == 3
+    assert "1 of 3 entries have an empty text (line 3)" in caplog.text
 
 
 def _manifest(tmp_path, lines: str):
@@ -393,7 +569,9 @@ def _manifest(tmp_path, lines: str):
 
 def test_manifest_duplicate_ids_name_both_lines(tmp_path):
     path = _manifest(tmp_path, "x,0.jpg,a,a\ny,1.jpg,b,b\nx,2.jpg,c,a\n")
-    with pytest.raises(DatasetError, match=r"m\.csv, line 4: id 'x' is already used on line 2"):
+    with pytest.raises(
+        DatasetError, match=r"m\.csv: 1 bad entry:\n  line 4: id 'x' is already used on line 2"
+    ):
         get_prepared(tmp_path, "manifest", {}, {"manifest": str(path)})
 
 
@@ -459,6 +637,169 @@ def test_dcmh_mat_import_and_row_mismatch(tmp_path):
     (tmp_path / "i.mat").write_bytes(mat_bytes({"XAll": x.T}))  # the image file, transposed
     with pytest.raises(DatasetError, match=r"i\.mat: XAll has 16 rows, expected 30.*transposed"):
         import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)
+
+
+def struct_mat(path, data: dict, v73: bool) -> None:
+    """A .mat file holding the MATLAB struct ``data`` (nested dicts are nested structs),
+    as MATLAB writes it: v5 (scipy) or v7.3 (HDF5 groups, arrays stored transposed)."""
+    if not v73:
+        from dataset_fixtures import mat_bytes
+
+        path.write_bytes(mat_bytes({"data": data}))
+        return
+    import h5py
+
+    def put(group, tree):
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                put(group.create_group(k), v)
+            else:
+                group[k] = np.asarray(v).T
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        put(f.create_group("data"), data)
+
+
+def _struct_data(rng, n=30):
+    x, t = rng.random((n, 16)), rng.random((n, 6))
+    y = rng.integers(1, 5, (n, 1)).astype(np.float64)
+    y[0] = 4
+    test = np.arange(n - 8, n) + 1  # MATLAB's 1-based indices
+    train = np.arange(1, 13)
+    return x, t, y, train, test
+
+
+@pytest.mark.parametrize("v73", [False, True])
+def test_dcmh_mat_reads_struct_fields_and_column_major_arrays(tmp_path, v73):
+    """Fields ``data.X1`` (N x D), ``data.X2`` stored D x N, ``data.Y`` and the split's
+    index vectors ``data.split.ind_train``/``ind_test``, all in one struct file."""
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    x, t, y, train, test = _struct_data(np.random.default_rng(0))
+    split = {"ind_train": train.reshape(-1, 1), "ind_test": test.reshape(-1, 1)}
+    struct_mat(tmp_path / "d.mat", {"X1": x, "X2": t.T, "Y": y, "split": split}, v73)
+    mat = str(tmp_path / "d.mat")
+    opts = {
+        **{f"{part}_mat": mat for part in ("image", "text", "label")},
+        "image_key": "data.X1",
+        "text_key": "data.X2",
+        "text_layout": "columns",
+        "label_key": "data.Y",
+        "train_index_key": "data.split.ind_train",
+        "query_index_key": "data.split.ind_test",
+    }
+    download_dataset("dcmh_mat", tmp_path / "dl", {})
+    import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    feats = read_features(tmp_path / "f.h5")
+    np.testing.assert_allclose(feats.image, x, rtol=1e-6)
+    np.testing.assert_allclose(feats.text, t, rtol=1e-6)
+    np.testing.assert_array_equal(feats.labels.argmax(1), y[:, 0] - 1)
+    want = np.full(len(x), "database", dtype=object)
+    want[train - 1], want[test - 1] = "train", "query"
+    assert list(feats.official_split) == list(want)
+
+
+@pytest.mark.parametrize("v73", [False, True])
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        (
+            "data",
+            r"d\.mat: data is a MATLAB struct \(fields X1, Y, split\), expected an "
+            r"array: name one of its fields, e.g. data\.X1",
+        ),
+        (
+            "X1",
+            r"d\.mat: key 'X1' missing \(keys: \['data'\]\); the struct data has a "
+            r"field X1: write data\.X1",
+        ),
+        ("data.X9", r"d\.mat: key 'data\.X9' missing \(fields of data: X1, Y, split\)"),
+        (
+            "data.X1.a",
+            r"d\.mat: data\.X1 is not a struct \(an array of shape \(30, 16\)\), "
+            r"so it has no field 'a'",
+        ),
+        ("data.split", r"d\.mat: data\.split is a MATLAB struct \(fields ind_train\)"),
+    ],
+)
+def test_dcmh_mat_struct_errors_name_file_key_and_what_was_expected(tmp_path, v73, key, match):
+    from xmhash.data.stage import import_features
+
+    x, _, y, train, _ = _struct_data(np.random.default_rng(0))
+    struct_mat(tmp_path / "d.mat", {"X1": x, "Y": y, "split": {"ind_train": train}}, v73)
+    opts = {
+        **{f"{part}_mat": str(tmp_path / "d.mat") for part in ("image", "text", "label")},
+        "image_key": key,
+        "text_key": "data.X1",
+        "label_key": "data.Y",
+    }
+    (tmp_path / "dl").mkdir()
+    with pytest.raises(DatasetError, match=match):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+
+
+def test_dcmh_mat_transposed_file_names_the_layout_setting(tmp_path):
+    from xmhash.data.stage import import_features
+
+    x, t, y, *_ = _struct_data(np.random.default_rng(0))
+    struct_mat(tmp_path / "d.mat", {"X1": x.T, "X2": t, "Y": y}, False)
+    opts = {
+        **{f"{part}_mat": str(tmp_path / "d.mat") for part in ("image", "text", "label")},
+        "name": "mine",
+        "image_key": "data.X1",
+        "text_key": "data.X2",
+        "label_key": "data.Y",
+    }
+    (tmp_path / "dl").mkdir()
+    with pytest.raises(
+        DatasetError,
+        match=r"data\.X1 has 16 rows, expected 30.*transposed.*datasets\.mine\.image_layout: columns",
+    ):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    with pytest.raises(DatasetError, match=r"datasets\.mine\.image_layout 'cols', expected one of"):
+        import_features(
+            "dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", {**opts, "image_layout": "cols"}
+        )
+    import_features(
+        "dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", {**opts, "image_layout": "columns"}
+    )
+
+
+def test_rshnl_mat_reads_declared_field_paths_column_major(tmp_path):
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    rng = np.random.default_rng(0)
+    parts = {
+        "img_tr": rng.random((40, 8)), "txt_tr": rng.random((40, 6)),
+        "lab_tr": rng.integers(1, 5, (40, 1)),
+        "img_te": rng.random((12, 8)), "txt_te": rng.random((12, 6)),
+        "lab_te": rng.integers(1, 5, (12, 1)),
+    }  # fmt: skip
+    stored = {k: (v.T if k.startswith(("img", "txt")) else v) for k, v in parts.items()}
+    struct_mat(tmp_path / "x.mat", {"wiki": stored}, False)
+    keys = {
+        "train_imgs_deep": "data.wiki.img_tr", "train_texts_doc": "data.wiki.txt_tr",
+        "train_imgs_labels": "data.wiki.lab_tr", "test_imgs_deep": "data.wiki.img_te",
+        "test_texts_doc": "data.wiki.txt_te", "test_imgs_labels": "data.wiki.lab_te",
+    }  # fmt: skip
+    opts = {"mat": str(tmp_path / "x.mat"), "format": "wiki", "val_rows": 4, "keys": keys,
+            "layout": "columns"}  # fmt: skip
+    (tmp_path / "dl").mkdir()
+    import_features("rshnl_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    feats = read_features(tmp_path / "f.h5")
+    np.testing.assert_allclose(
+        feats.image, np.concatenate([parts["img_tr"], parts["img_te"]]), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        feats.text, np.concatenate([parts["txt_tr"], parts["txt_te"]]), rtol=1e-6
+    )
+    assert list(feats.official_split) == ["train"] * 40 + ["val"] * 4 + ["query"] * 8
+    with pytest.raises(DatasetError, match=r"keys: 'I_tr' is not a key of the wiki format"):
+        import_features(
+            "rshnl_mat", tmp_path / "dl", tmp_path / "g.h5", {**opts, "keys": {"I_tr": "x"}}
+        )
 
 
 def test_rshnl_xmedia_mat_split(tmp_path):
@@ -584,3 +925,34 @@ def test_v73_feature_arrays_are_read_in_matlab_orientation(tmp_path):
     (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
     with pytest.raises(DatasetError, match=r"bad\.mat: not a readable \.mat file"):
         load_mat(tmp_path / "bad.mat")
+
+
+def test_dcmh_mat_split_masks_and_overlaps(tmp_path):
+    from dataset_fixtures import mat_bytes
+
+    from xmhash.data.stage import import_features
+    from xmhash.features.store import read_features
+
+    x, t, y, *_ = _struct_data(np.random.default_rng(0), n=10)
+    train = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])  # a 0/1 mask
+    (tmp_path / "d.mat").write_bytes(mat_bytes({"X": x, "T": t, "Y": y}))
+    (tmp_path / "s.mat").write_bytes(mat_bytes({"tr": train, "te": np.array([[9, 10]])}))
+    opts = {
+        **{f"{part}_mat": str(tmp_path / "d.mat") for part in ("image", "text", "label")},
+        **{"image_key": "X", "text_key": "T", "label_key": "Y", "name": "mine"},
+        **{"index_mat": str(tmp_path / "s.mat"), "train_index_key": "tr"},
+        "query_index_key": "te",
+    }
+    (tmp_path / "dl").mkdir()
+    import_features("dcmh_mat", tmp_path / "dl", tmp_path / "f.h5", opts)
+    split = list(read_features(tmp_path / "f.h5").official_split)
+    assert split == ["train"] * 6 + ["database"] * 2 + ["query"] * 2
+    with pytest.raises(DatasetError, match=r"query_index_key and .*train_index_key share rows"):
+        import_features(
+            "dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", {**opts, "query_index_key": "tr"}
+        )
+    (tmp_path / "s.mat").write_bytes(mat_bytes({"tr": train, "te": np.array([[0, 11]])}))
+    with pytest.raises(
+        DatasetError, match=r"s\.mat: te \(datasets\.mine\.query_index_key\) must hold"
+    ):
+        import_features("dcmh_mat", tmp_path / "dl", tmp_path / "g.h5", opts)

@@ -119,3 +119,32 @@ def test_a_truncated_local_archive_stops_the_run_until_it_is_replaced(tmp_path):
     assert [it.id for it in read_prepared(wf / "resources/wikipedia/prepared").items] == truth[
         "ids"
     ]
+
+
+def test_wikipedia_folder_imports_without_a_download(tmp_path):
+    """``root``: the published features folder (the .mat and the two lists) is imported and
+    split by the rules, with nothing to download."""
+    from dataset_fixtures import FEATURES_ONLY, wikipedia_folder
+
+    from xmhash.data.splits import load_split
+    from xmhash.features.store import read_features
+
+    wf = copy_workflow(tmp_path / "wf")
+    root, truth = wikipedia_folder(tmp_path / "wiki", only=FEATURES_ONLY, stray_a=True)
+    targets = ["results/wikipedia/features/wiki_sift_lda.h5", "results/wikipedia/splits/seed0.npz"]
+    overlay = {
+        "datasets": {
+            "wikipedia": {
+                "root": str(root),
+                "official_urls": False,
+                "split": {"query": 5, "train": "all", "val": 2, "official": True},
+            }
+        }
+    }
+    (wf / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    snakemake(wf, *targets, "--cores", "1", "--configfile", "overlay.yaml")
+    assert list(read_features(wf / targets[0]).ids) == truth["ids"]
+    assert list(load_split(wf / targets[1]).query) == list(range(12, 17))
+    assert sorted(p.name for p in (wf / "resources/wikipedia/downloads").iterdir()) == [
+        "manifest.json"
+    ]

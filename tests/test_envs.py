@@ -1,4 +1,5 @@
-"""The conda env files pin the same versions as pyproject.toml."""
+"""The conda env files pin the same versions as pyproject.toml, and the README's install
+commands are those CI runs."""
 
 from __future__ import annotations
 
@@ -69,3 +70,35 @@ def test_every_rule_env_exists():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / env).resolve().exists(), f"{smk.name}: {env} does not exist"
+
+
+CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
+
+
+def _quick_start() -> list[str]:
+    """The README's quick-start commands (the demo, then the tests)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section, re.S)
+
+
+def test_quick_start_installs_the_pinned_cpu_torch_first():
+    """A bare pin of torch pulls the CUDA build from PyPI on Linux: the quick start takes
+    torch from PyTorch's CPU wheel index, at the project's pin, before anything else."""
+    commands = _quick_start()
+    assert len(commands) == 2, commands
+    torch = f"pip install torch=={pyproject_pins()['torch']} {CPU_INDEX}"
+    for command in commands:
+        assert command.split(" && ")[0] == torch, command
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run is the README's test command step by step; only the torch wheel's source
+    differs (CI installs the CPU wheel of the same version it finds locally)."""
+    readme = [step.replace(f" {CPU_INDEX}", "") for step in _quick_start()[1].split(" && ")]
+    ci = [
+        re.sub(r"^python3 -m (pip install) -q ", r"\1 ", line).replace("python3 ", "python ")
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if re.match(r"python3 -m (pip install|pytest)", line)
+    ]
+    assert ci == readme

@@ -4,6 +4,7 @@ partial file another process is writing, and only a complete file reaches the ou
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,8 +113,34 @@ def test_an_incomplete_partial_is_never_renamed_onto_the_output(tmp_path):
     partial_path(out).rename(tmp_path / "elsewhere")  # replaced under a running writer
     w = FeatureWriter(out, **SHAPE)
     w.append(chunk(0), consumed=4)
+    shutil.rmtree(partial_path(out))
     (tmp_path / "elsewhere").rename(partial_path(out))
     with pytest.raises(FeatureFileError, match="removed or replaced"):
         w.finish(label_names=["a", "b"], attrs={}, items=4)
     w.close()
     assert not out.exists()
+
+
+def test_a_chunk_changed_under_the_writer_is_not_finished(tmp_path):
+    out = tmp_path / "enc.h5"
+    w = FeatureWriter(out, **SHAPE)
+    w.append(chunk(0), consumed=4)
+    w.append(chunk(1), consumed=8)
+    chunks = sorted(partial_path(out).iterdir())
+    shutil.copy(chunks[0], chunks[1])  # the right shapes, the wrong content
+    with pytest.raises(FeatureFileError, match="differs from what was committed"):
+        w.finish(label_names=["a", "b"], attrs={}, items=8)
+    w.close()
+    assert not out.exists()
+
+
+def test_a_partial_file_of_the_single_file_layout_is_replaced(tmp_path, caplog):
+    out = tmp_path / "enc.h5"
+    partial_path(out).write_bytes(b"an older xmhash's partial file")
+    with caplog.at_level("WARNING", logger="xmhash.features.store"):
+        w = FeatureWriter(out, **SHAPE)
+    assert "partial file of an older xmhash; starting over from item 0" in caplog.text
+    assert w.consumed == 0 and partial_path(out).is_dir()
+    w.append(chunk(0), consumed=4)
+    w.finish(label_names=["a", "b"], attrs={}, items=4)
+    assert len(read_features(out)) == 4

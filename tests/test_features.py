@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from xmhash.data.prepared import Item, read_prepared, write_prepared
 from xmhash.features import extract as X
@@ -339,36 +341,63 @@ def _spy(fn, log):
     return wrapped
 
 
-def test_uncommitted_writes_are_dropped_on_resume(prepared, encoder, extracted, tmp_path):
+def test_a_chunk_cut_short_by_a_kill_is_redone_alone(
+    prepared, encoder, extracted, tmp_path, monkeypatch
+):
     out = tmp_path / "u.h5"
     assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
-    with h5py.File(partial_path(out), "r+") as f:  # a chunk half-written when killed
-        for name in ("ids", "image"):
-            ds = f[name]
-            ds.resize((ds.shape[0] + 3, *ds.shape[1:]))
+    partial = partial_path(out)
+    committed = partial / "chunk-000000.h5"
+    half = committed.read_bytes()[: committed.stat().st_size // 2]
+    (partial / ".chunk-000001.h5.k1ll3d00.partial").write_bytes(half)  # killed mid-write
+    monkeypatch.setattr(X, "_encode", _spy(X._encode, seen := []))
     extract_features(prepared, encoder, out, SETTINGS)
+    assert seen[0][0] == 8  # chunk 0 kept, chunk 1 on
     a, b = read_features(extracted), read_features(out)
     assert list(a.ids) == list(b.ids)
     np.testing.assert_allclose(a.image, b.image, atol=1e-6)
+    assert not partial.exists()
 
 
-def test_a_damaged_partial_file_is_detected_and_redone(
-    prepared, encoder, extracted, tmp_path, caplog
+def test_a_damaged_chunk_is_detected_and_redone_with_those_after_it(
+    prepared, encoder, extracted, tmp_path, caplog, monkeypatch
 ):
     out = tmp_path / "d.h5"
-    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=1) is None
-    with h5py.File(partial_path(out), "r") as f:  # bytes of a compressed chunk, as a
-        info = f["image"].id.get_chunk_info(0)  # write cut short by a full disk leaves
-    with open(partial_path(out), "r+b") as fh:
+    assert extract_features(prepared, encoder, out, SETTINGS, max_chunks=2) is None
+    damaged = partial_path(out) / "chunk-000001.h5"
+    with h5py.File(damaged, "r") as f:  # bytes of a compressed chunk, as a write
+        info = f["image"].id.get_chunk_info(0)  # cut short by a full disk leaves them
+    with open(damaged, "r+b") as fh:
         fh.seek(info.byte_offset + info.size // 2)
         fh.write(b"\xaa" * 16)
+    monkeypatch.setattr(X, "_encode", _spy(X._encode, seen := []))
     with caplog.at_level("WARNING", logger="xmhash.features.store"):
         extract_features(prepared, encoder, out, SETTINGS)
-    assert "damaged partial file" in caplog.text and "starting over from item 0" in caplog.text
+    assert "damaged chunk 1" in caplog.text and "from item 8" in caplog.text
+    assert seen[0][0] == 8  # chunk 0 was kept
     a, b = read_features(extracted, parts=ALL), read_features(out, parts=ALL)
     assert list(a.ids) == list(b.ids)
     np.testing.assert_allclose(a.image, b.image, atol=1e-6)
     np.testing.assert_allclose(a.regions.embeddings, b.regions.embeddings, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_kills_at_random_instants_lose_at_most_one_chunk(encoder, tmp_path):
+    """SIGKILL at 8 random instants (benchmarks/feature_kills.py does 20 and prints the
+    table): each kill makes the next run redo at most the chunk it interrupted, and the
+    finished file is the uninterrupted run's."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from feature_kills import kill_runs  # benchmarks/feature_kills.py
+
+    prepared = make_prepared(tmp_path / "many", n=240, seed=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    kills, same, starts_over = kill_runs(
+        encoder, prepared, work, chunk_items=8, kills=8, window=1.5, seed=1
+    )
+    assert sum(k.resumed_at >= 0 for k in kills) >= 4  # most kills came after the start
+    assert max(k.redone for k in kills) <= 8, kills
+    assert same and starts_over == 0
 
 
 def test_partial_file_from_other_settings_is_not_reused(prepared, encoder, tmp_path):

@@ -310,3 +310,14 @@ def test_length_mismatch_is_a_clear_error():
             np.zeros((4, 2)),
             8,
         )
+
+
+def test_no_queries_is_a_clear_error():
+    with pytest.raises(ValueError, match="nothing to evaluate: 0 query and 4 database codes"):
+        M.evaluate(
+            np.zeros((0, 1), np.uint8),
+            np.zeros((4, 1), np.uint8),
+            np.zeros((0, 2)),
+            np.ones((4, 2)),
+            8,
+        )

@@ -144,3 +144,13 @@ def test_separation_auc():
     assert noise.separation_auc(np.ones(4), flipped) == 0.5
     # one clean item below one flipped item: 3 of 4 pairs ordered
     assert noise.separation_auc(np.array([0.0, 0.6, 0.5, 0.9]), flipped) == 0.75
+
+
+def test_weight_panel_says_when_every_weight_is_zero():
+    from xmhash.report.noise import panel_title
+
+    flipped = np.array([True, False, False, True])
+    dead = panel_title("rshnl", "sym0.5", np.zeros(4), flipped)
+    assert "switched off" in dead and "AUC" not in dead
+    live = panel_title("rshnl", "sym0.5", np.array([0.1, 0.9, 0.8, 0.2]), flipped)
+    assert live == "rshnl, noise sym0.5: AUC 1.000"

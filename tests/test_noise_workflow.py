@@ -56,6 +56,15 @@ def test_noise_rate_change_reruns_only_the_noisy_track(wf, tmp_path):
     assert all("sym0.2" in out for r, out in jobs if r in ("noise", "train_noisy"))
 
 
+def test_a_graph_method_on_the_noisy_track_gets_its_graph(tmp_path):
+    wf = copy_workflow(tmp_path)
+    (wf / "graph.yaml").write_text("noise: {methods: [vtmuch]}\n")
+    out = snakemake(wf, "-n", "--configfile", SMOKE, NOISE, "graph.yaml").stdout
+    inputs = re.findall(r"rule train_noisy:\n\s+input: ([^\n]+)", out)
+    assert inputs and all("results/demo/graph/synthetic/vtmuch/seed0.h5" in i for i in inputs), out
+    assert re.search(r"^graph\s+1$", out, flags=re.M), out
+
+
 def test_paper_config_plans_the_noise_grid(tmp_path):
 
     wf = copy_workflow(tmp_path)

@@ -70,6 +70,66 @@ def test_a_per_dataset_key_naming_no_dataset_is_refused_with_the_datasets():
     plan.check_per_dataset_keys(cfg)
 
 
+def test_overrides_keyed_by_benchmark_reach_its_datasets_of_every_source():
+    cfg = default_config()
+    cfg["datasets"]["wiki_mat"] = {"source": "rshnl_mat", "format": "wiki", "split": {}}
+    cfg["datasets"]["my_wiki"] = {"source": "manifest", "benchmark": "wikipedia", "split": {}}
+    cfg["noise"]["overrides"] = {
+        "wikipedia": {"rshnl": {"alpha": 0.05, "gamma": 3.0}},
+        "wiki_mat": {"rshnl": {"gamma": 4.0}},  # a dataset's own entry comes on top
+    }
+    plan.check_per_dataset_keys(cfg)
+    entry = plan.dataset_entry
+    assert entry(cfg, ("noise", "overrides"), "wikipedia") == {
+        "rshnl": {"alpha": 0.05, "gamma": 3.0}
+    }
+    assert entry(cfg, ("noise", "overrides"), "my_wiki") == {"rshnl": {"alpha": 0.05, "gamma": 3.0}}
+    assert entry(cfg, ("noise", "overrides"), "wiki_mat") == {
+        "rshnl": {"alpha": 0.05, "gamma": 4.0}
+    }
+    assert entry(cfg, ("noise", "overrides"), "demo") == {}
+    assert plan.benchmark(cfg["datasets"]["xmedia_features"]) == "xmedia"
+    assert plan.benchmark(cfg["datasets"]["demo"]) is None
+
+
+def test_entries_for_no_dataset_of_the_run_are_reported():
+    cfg = default_config()
+    cfg["run"]["datasets"] = ["xmedia_features"]
+    cfg["noise"]["overrides"] = {"wikipedia": {"rshnl": {"gamma": 3.0}}, "xmedia": {}}
+    cfg["method_overrides"] = {}
+    (line,) = plan.unused_per_dataset_entries(cfg)
+    assert line.startswith("noise.overrides: the entries for ['wikipedia'] apply to no dataset")
+    assert "['xmedia_features']" in line
+    cfg["run"]["datasets"] = ["xmedia_features", "wikipedia"]
+    assert plan.unused_per_dataset_entries(cfg) == []
+
+
+@pytest.mark.parametrize("key", ["method_overrides", "noise.overrides"])
+@pytest.mark.parametrize(
+    "block, where, message",
+    [
+        ({"demo": {"djsrh": {"lambdaa": 0.3}}}, ".demo.djsrh.lambdaa", "'lambdaa' was unexpected"),
+        ({"demo": {"djsrhh": {"beta": 0.3}}}, ".demo.djsrhh", "'djsrhh' was unexpected"),
+        ({"demo": {"djsrh": {"beta": "high"}}}, ".demo.djsrh.beta", "'high' is not of type"),
+    ],
+)
+def test_per_dataset_method_overrides_are_checked_like_methods_blocks(key, block, where, message):
+    cfg = default_config()
+    parent = cfg["noise"] if key == "noise.overrides" else cfg
+    parent[key.split(".")[-1]] = block
+    with pytest.raises(plan.ConfigError) as err:
+        plan.validate_config(cfg, SCHEMA)
+    assert f"{key}{where}: " in str(err.value) and message in str(err.value), err.value
+
+
+def test_method_overrides_of_an_unknown_dataset_are_refused():
+    cfg = default_config()
+    cfg["method_overrides"] = {"wiki": {"djsrh": {"beta": 0.3}}}
+    plan.validate_config(cfg, SCHEMA)
+    with pytest.raises(plan.ConfigError, match=r"method_overrides has entries for \['wiki'\]"):
+        plan.check_per_dataset_keys(cfg)
+
+
 def test_alternatives_prefers_the_longest_name_and_matches_nothing_when_empty():
     assert plan.alternatives(["sym", "symall"]) == "symall|sym"
     assert plan.alternatives([]) == "(?!x)x"
@@ -196,3 +256,15 @@ def test_importing_plan_loads_neither_torch_nor_snakemake():
         [sys.executable, "-c", code, str(REPO / "src")], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_select_metric_is_checked_and_tie_aware_by_default():
+    from xmhash.train import TrainSettings
+
+    cfg = default_config()
+    assert cfg["training"]["select_metric"] == TrainSettings().select_metric == "tie_aware"
+    cfg["training"]["select_metric"] = "tie_aware"
+    plan.validate_config(cfg, SCHEMA)
+    cfg["training"]["select_metric"] = "tie"
+    with pytest.raises(plan.ConfigError, match=r"training.select_metric"):
+        plan.validate_config(cfg, SCHEMA)

@@ -239,7 +239,36 @@ def test_rshnl_paper_config_is_the_official_protocol():
     xm = cfg["datasets"]["xmedia_features"]
     assert xm["source"] == "rshnl_mat" and xm["format"] == "xmedia"
     assert xm["split"]["official"] and xm["split"]["val"] == 500
-    assert cfg["noise"]["overrides"]["xmedia_features"]["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+    assert cfg["noise"]["overrides"]["xmedia"]["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+
+
+def _merged(name):
+    """config.yaml with the paper config merged in, as snakemake's --configfile does."""
+
+    def merge(base, over):
+        out = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merge(base[key], value) if both else value
+        return out
+
+    return merge(*_paper(name))
+
+
+def test_rshnl_paper_values_reach_every_dataset_of_their_benchmark():
+    """Wikipedia's alpha and gamma reach the archive's `wikipedia` dataset as much as the
+    RSHNL-style `wiki_features` file; neither runs with XMedia's values."""
+    from xmhash import plan
+
+    cfg = _merged("rshnl")
+    plan.check_per_dataset_keys(cfg)
+    noisy = ("noise", "overrides")
+    for dataset in ("wikipedia", "wiki_features"):
+        assert plan.dataset_entry(cfg, noisy, dataset)["rshnl"] == {"alpha": 0.05, "gamma": 3.0}
+    for dataset in ("xmedia", "xmedia_features", "xmedia_like"):
+        assert plan.dataset_entry(cfg, noisy, dataset)["rshnl"] == {"alpha": 0.1, "gamma": 5.0}
+    assert plan.dataset_entry(cfg, noisy, "inria_features")["rshnl"]["gamma"] == 8.0
+    assert plan.dataset_entry(cfg, noisy, "xmedianet_features")["rshnl"]["gamma"] == 9.0
 
 
 def test_ucch_paper_config_is_the_official_protocol():
@@ -333,3 +362,49 @@ def test_shim_runs_a_cuda_script_on_the_cpu_and_captures_its_last_calls(tmp_path
         np.testing.assert_array_equal(z["call0_image"], np.ones((3, 2)))  # k = 1
         np.testing.assert_array_equal(z["call1_image"], 2 * np.ones((3, 2)))  # the last call
         np.testing.assert_array_equal(z["call1_text"], np.zeros(2))  # a tensor argument
+
+
+# methods whose official code the paper configs reproduce, and which feed it raw features
+RAW_INPUTS = ("ucch", "cirh", "daeh", "ucmfh", "djsrh", "jdsh", "dgcpn", "rshnl")
+
+
+@pytest.mark.parametrize("paper", ["cirh", "dgcpn", "rshnl", "ucch", "ucmfh", "vtmuch"])
+def test_paper_configs_feed_the_features_raw_as_the_official_codes(paper):
+    """No paper config centres (centre_inputs: auto centres the paper's own non-negative
+    VGG fc7 / BoW features) or rescales (unit_inputs) the inputs of a method whose
+    official code takes them raw, on any dataset of the config."""
+    from xmhash.methods import get_method, method_config
+
+    cfg = _merged(paper)
+    methods = {*cfg["run"]["methods"], *cfg.get("noise", {}).get("methods", [])}
+    checked = 0
+    for name in sorted(methods & set(RAW_INPUTS)):
+        fields = get_method(name).Params.__dataclass_fields__
+        for dataset in cfg["datasets"]:
+            params = method_config(cfg, dataset, name)
+            if "centre_inputs" in fields:
+                assert params.get("centre_inputs") == "never", (paper, dataset, name)
+                checked += 1
+            if "unit_inputs" in fields:
+                assert params.get("unit_inputs") is False, (paper, dataset, name)
+                checked += 1
+    assert checked or paper == "rshnl"  # RSHNL's networks have no input transform
+
+
+def test_auto_centring_moves_non_negative_features_and_leaves_signed_ones():
+    """Why the paper configs say never: on non-negative (VGG fc7-like) features auto
+    subtracts a mean, on signed (CLIP-like) ones it is never exactly."""
+    import torch
+
+    from xmhash.methods.inputs import InputCentre
+
+    g = torch.Generator().manual_seed(0)
+    fc7 = torch.relu(torch.randn(200, 16, generator=g))
+    clip = torch.nn.functional.normalize(torch.randn(200, 8, generator=g), dim=1)
+    for features, moved in ((fc7, True), (clip, False)):
+        auto, never = InputCentre(features.shape[1], 8), InputCentre(features.shape[1], 8)
+        auto.fit(features, clip, "auto", "m")
+        never.fit(features, clip, "never", "m")
+        same = torch.equal(auto(features, "image"), never(features, "image"))
+        assert same is not moved
+        assert torch.equal(auto(clip, "text"), clip)

@@ -14,7 +14,16 @@ import torch
 from xmhash.data import noise
 from xmhash.methods import get_method
 from xmhash.methods.base import Items, TrainData
-from xmhash.methods.rshnl import contrastive_lq, gce_loss, label_mass, lq_loss, self_paced
+from xmhash.methods.rshnl import (
+    best_label_mass,
+    contrastive_lq,
+    difficulty_floor,
+    gce_loss,
+    label_mass,
+    lq_loss,
+    self_paced,
+    weight_ceiling,
+)
 from xmhash.train import TrainSettings, ValData, fit, validation_map
 
 
@@ -139,6 +148,83 @@ def test_centre_network_survives_a_save_load_round_trip(tmp_path):
     back = load_model(tmp_path / "m.pt")
     assert torch.allclose(back.net.centre_codes(), m.net.centre_codes())
     assert np.array_equal(back.sample_weights(data), m.sample_weights(data))
+
+
+# --------------------------------------------------------------------------- the weight bound
+
+
+def test_difficulty_floor_hand_values():
+    # 10 classes: p* = e / (e + 9 e^(-1/9)) = 0.2524, l >= 2 L_q(p*) = 2.72, w <= 0.092
+    assert best_label_mass(10) == pytest.approx(math.e / (math.e + 9 * math.exp(-1 / 9)))
+    assert best_label_mass(10) == pytest.approx(0.2524, abs=1e-4)
+    assert difficulty_floor(10, 0.01) == pytest.approx(2.7226, abs=1e-4)
+    assert weight_ceiling(10, 0.01, 3.0) == pytest.approx(0.0925, abs=1e-4)
+    assert weight_ceiling(10, 0.01, 2.5) == 0.0  # gamma below the floor: every weight is 0
+    assert difficulty_floor(20, 0.01) == pytest.approx(4.0006, abs=1e-4)
+    # one item alone, every other centre antipodal: p = 1 / (1 + 9 e^-2) = 0.451, l = 1.582
+    assert best_label_mass(10, alone=True) == pytest.approx(0.4509, abs=1e-4)
+    assert difficulty_floor(10, 0.01, alone=True) == pytest.approx(1.5820, abs=1e-4)
+
+
+def test_no_codes_and_centres_reach_below_the_difficulty_floor():
+    """Free unit centres and one free unit code per class, optimised for the mean
+    difficulty of the classes' items, end on the floor (the regular simplex), not below."""
+    c, k = 10, 16
+    g = torch.Generator().manual_seed(0)
+    w_raw = torch.randn(c, k, generator=g, dtype=torch.float64, requires_grad=True)
+    h_raw = torch.randn(c, k, generator=g, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w_raw, h_raw], lr=0.05)
+    labels = torch.eye(c, dtype=torch.float64)
+    lows = []
+    for _ in range(400):
+        w, h = (torch.nn.functional.normalize(x, dim=1) for x in (w_raw, h_raw))
+        ell = 2 * lq_loss(label_mass(h, w, labels), 0.01)
+        opt.zero_grad()
+        ell.mean().backward()
+        opt.step()
+        lows.append(ell.mean().item())
+    floor = difficulty_floor(c, 0.01)
+    assert min(lows) >= floor - 1e-9
+    assert lows[-1] == pytest.approx(floor, abs=0.01)
+
+
+def _tiny_fit(tmp_path, **kw):
+    g = torch.Generator().manual_seed(0)
+    n, c = 96, 10
+    m = _method("rshnl", epochs=9, batch_size=32, lr=1e-3, tp=1, **kw)
+    data = TrainData(
+        image=torch.randn(n, 6, generator=g),
+        text=torch.randn(n, 5, generator=g),
+        rows=np.arange(n),
+        labels=torch.eye(c)[torch.arange(n) % c],
+    )
+    log = tmp_path / "train_log.csv"
+    summary = fit(m, data, TrainSettings(device="cpu", checkpoint_minutes=0), history_csv=log)
+    return summary, log.read_text().splitlines()
+
+
+def test_weights_that_die_at_a_low_gamma_are_logged_and_warned(tmp_path):
+    summary, lines = _tiny_fit(tmp_path, gamma=3.0)
+    header = lines[0].split(",")
+    assert {"weight_nonzero", "difficulty_min", "difficulty_max"} <= set(header)
+    share = [float(row.split(",")[header.index("weight_nonzero")]) for row in lines[1:]]
+    assert share[0] == 1.0 and max(share[1:]) < 0.01  # warm-up: all ones; then none
+    sp = summary["self_paced"]
+    assert sp["switched_off"] and sp["off_epochs"] == [2, 9]
+    assert sp["gamma"] == 3.0 and sp["n_classes"] == 10
+    assert sp["difficulty_floor"] == pytest.approx(difficulty_floor(10, 0.01))
+    lo, hi = sp["difficulty_range"]
+    assert sp["difficulty_floor"] <= lo <= hi
+    (warning,) = summary["warnings"]
+    assert "gamma = 3" in warning and "2.72" in warning and f"{lo:.2f}-{hi:.2f}" in warning
+    assert "one item alone 1.58" in warning
+
+
+def test_live_weights_do_not_warn(tmp_path):
+    summary, _ = _tiny_fit(tmp_path, gamma=50.0)
+    assert summary["self_paced"]["switched_off"] is False
+    assert min(summary["self_paced"]["nonzero_share"]) > 0.99
+    assert "warnings" not in summary
 
 
 # --------------------------------------------------------------------------- demo behaviour

@@ -237,6 +237,69 @@ def test_a_moved_run_asks_for_its_feature_file(in_run, capsys, monkeypatch):
         other = shallow / "other.h5"  # a feature file of other items is refused
         write_features(other, generate_demo(DemoSpec(n_items=300, image_dim=8, text_dim=8)))
         assert cli(["search", str(run), "--text", "animals", "--features", str(other)]) == 2
-        assert "does not hold the database items" in capsys.readouterr().err
+        assert "is not the feature file the codes of" in capsys.readouterr().err
     finally:
         shutil.rmtree(shallow)
+
+
+def another_build(features: Path, dst: Path) -> Path:
+    """A copy of a feature file with other content and the same items (another build of
+    the same dataset: another checkout, another encoder revision)."""
+    import h5py
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(features, dst)
+    with h5py.File(dst, "r+") as f:
+        f.attrs["encoder_revision"] = "another-build"
+    return dst
+
+
+@pytest.mark.workflow
+def test_a_feature_file_of_another_build_is_refused_naming_both(in_run, demo_run, tmp_path, capsys):
+    own = demo_run / "results/demo/features/synthetic.h5"
+    other = another_build(own, tmp_path / "other/results/demo/features/synthetic.h5")
+    assert cli(["search", str(in_run), "--text", "animals", "--features", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"{other} is not the feature file the codes of {in_run / 'codes.h5'}" in err, err
+    assert "they came from results/demo/features/synthetic.h5 with content sha256:" in err, err
+
+
+@pytest.mark.workflow
+def test_the_runs_own_feature_file_is_found_from_the_run_not_the_working_directory(
+    in_run, demo_run, tmp_path, monkeypatch
+):
+    own = demo_run / "results/demo/features/synthetic.h5"
+    another_build(own, tmp_path / "results/demo/features/synthetic.h5")  # another checkout
+    monkeypatch.chdir(tmp_path)
+    assert Searcher(in_run).features.resolve() == own.resolve()
+
+
+@pytest.mark.workflow
+def test_codes_without_a_features_digest_are_refused_with_the_fix(in_run, tmp_path, capsys):
+    import h5py
+
+    run = shutil.copytree(in_run, tmp_path / "run")
+    with h5py.File(run / "codes.h5", "r+") as f:  # as an older xmhash wrote them
+        del f.attrs["features_digest"]
+    assert cli(["search", str(run), "--text", "animals"]) == 2
+    err = capsys.readouterr().err
+    assert "does not record the content digest of its feature file" in err, err
+    assert f"snakemake {run / 'codes.h5'} --force" in err, err
+
+
+def test_a_binary_batch_file_is_a_message(tmp_path):
+    batch = tmp_path / "photo.jpg"
+    batch.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01")
+    with pytest.raises(SystemExit, match=f"batch file {batch} is not a text file"):
+        cli(["search", str(tmp_path), "--batch", str(batch)])
+
+
+@pytest.mark.workflow
+def test_a_truncated_model_is_a_message_not_a_traceback(in_run, tmp_path, capsys):
+    run = shutil.copytree(in_run, tmp_path / "run")
+    data = (run / "model.pt").read_bytes()
+    (run / "model.pt").write_bytes(data[: len(data) // 2])
+    assert cli(["search", str(run), "--text", "animals"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'model.pt'}: not a readable model file" in err, err
+    assert f"snakemake {run / 'model.pt'} --force" in err, err

@@ -153,6 +153,46 @@ def test_checkpoints_are_written_beside_training_from_a_snapshot(small_demo, tmp
     assert summary["checkpoints"]["write_seconds"] >= 0.2 * summary["checkpoints"]["written"]
 
 
+def test_a_full_disk_during_a_checkpoint_write_is_one_message_naming_the_file(
+    small_demo, tmp_path, monkeypatch
+):
+    """The background write fails first; the next history write fails on the same full
+    disk. What the user sees is the checkpoint's error, naming the file and the fix."""
+    import errno
+    import os
+
+    disk = {"full": False}
+
+    def fill(path) -> OSError:
+        disk["full"] = True
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    def save(obj, f, *args, **kwargs):
+        raise fill(f)
+
+    write_history = train._write_history
+
+    def history(path, rows):
+        if disk["full"]:
+            raise fill(path)
+        write_history(path, rows)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(train, "_write_history", history)
+    ckpt = tmp_path / "model.ckpt"
+    with pytest.raises(OSError) as err:
+        fit(
+            _toy(),
+            _data(small_demo, np.arange(300)),
+            EVERY_EPOCH,
+            checkpoint=ckpt,
+            history_csv=tmp_path / "log.csv",
+        )
+    message = str(err.value)
+    assert message.startswith(f"could not write the checkpoint {ckpt}: No space left"), message
+    assert "Free space" in message and "checkpoint_minutes: 0" in message, message
+
+
 def test_checkpoint_of_other_settings_is_ignored(small_demo, tmp_path):
     data = _data(small_demo, np.arange(300))
     killed = _toy(lr=0.05)
@@ -178,7 +218,38 @@ def test_val_selection_keeps_the_best_validation_epoch(small_demo):
     assert summary["epoch"] == 1 + int(np.argmax(scores))
     from xmhash.train import validation_map
 
-    assert validation_map(m, val) == pytest.approx(max(scores))  # the best state is loaded
+    assert validation_map(m, val, "tie_aware") == pytest.approx(max(scores))  # best state loaded
+
+
+def test_tie_aware_selection_ranks_epochs_by_the_tie_aware_map(small_demo):
+    """select_metric: tie_aware ranks the epochs by the tie-aware validation mAP@all, which
+    on a small validation split differs from the fixed tie rule's mAP@all."""
+    from xmhash import bits, metrics
+    from xmhash.train import validation_map
+
+    data = _data(small_demo, np.arange(300))
+    val = ValData(
+        items=Items(image=small_demo.image[400:420], text=small_demo.text[400:420]),
+        labels=small_demo.labels[400:420],
+    )
+    m = _toy(epochs=4)
+    settings = TrainSettings(device="cpu", select="val", select_metric="tie_aware")
+    summary = fit(m, data, settings, val=val)
+    scores = [r["val_map"] for r in summary["history"]]
+    assert summary["select_metric"] == "tie_aware"
+    assert summary["epoch"] == 1 + int(np.argmax(scores))
+    codes = {mod: bits.pack(m.encode(val.items, mod)) for mod in ("image", "text")}
+    expect = np.mean(
+        [
+            metrics.evaluate(codes[a], codes[b], val.labels, val.labels, 16, ks=(), pn=())[
+                "map@all_tie_aware"
+            ]
+            for a, b in (("image", "text"), ("text", "image"))
+        ]
+    )
+    assert summary["val_map"] == pytest.approx(expect)
+    assert validation_map(m, val, "tie_aware") == pytest.approx(expect)
+    assert validation_map(m, val, "map") != pytest.approx(expect)  # 20 items: ties matter
 
 
 def test_val_selection_needs_a_validation_split(small_demo):

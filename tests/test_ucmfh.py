@@ -86,3 +86,38 @@ def test_codes_need_only_one_modality(small_demo):
         items = Items(**{modality: getattr(small_demo, modality)[:30]})  # the other is absent
         codes = m.encode(items, modality)
         assert codes.shape == (30, 24) and set(np.unique(codes)) <= {-1, 1}
+
+
+def test_paired_encoding_is_the_official_one_and_single_the_default(small_demo):
+    """test_encoding: paired hashes an item's image from the token of its image and its
+    text (the official test): its image code changes with the item's text, the single
+    (default) one does not; a paired run says so in its training summary."""
+    from dataclasses import replace
+
+    assert UCMFHParams().test_encoding == "single"
+    torch.manual_seed(0)
+    p = UCMFHParams(epochs=3, batch_size=50, fusion_layers=1, fusion_ff=64, hidden=64)
+    m = UCMFH(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    summary = fit(m, _data(small_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
+    assert summary["test_encoding"] == "single" and "warnings" not in summary
+    rows = np.arange(400, 500)
+    items = Items(image=small_demo.image[rows], text=small_demo.text[rows])
+    swapped = Items(image=items.image, text=small_demo.text[rows[::-1]])  # other texts
+    single = m.encode(items, "image")
+    np.testing.assert_array_equal(m.encode(swapped, "image"), single)
+
+    m.params = replace(m.params, test_encoding="paired")
+    paired = m.encode(items, "image")
+    with torch.no_grad():
+        m.net.eval()
+        x = {mod: torch.tensor(getattr(items, mod)) for mod in ("image", "text")}
+        f_i, _ = m.fuse(m._embed(x["image"], "image"), m._embed(x["text"], "text"))
+        expect = np.where(m.net.image(f_i).numpy() >= 0, 1, -1)
+    np.testing.assert_array_equal(paired, expect)
+    assert (paired != single).any()
+    assert (m.encode(swapped, "image") != paired).any()  # the text is part of the code
+    with pytest.raises(ValueError, match="paired encodes every item from its image and"):
+        m.encode(Items(image=small_demo.image[:5]), "image")
+    summary = fit(m, _data(small_demo, 100), TrainSettings(device="cpu", checkpoint_minutes=0))
+    assert summary["test_encoding"] == "paired"
+    assert "paired" in summary["warnings"][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -246,6 +247,7 @@ def test_a_version_bump_reruns_nothing(wf, edited):
         {"training": {"checkpoint_minutes": 5}},
         {"training": {"threads": 2}},
         {"training": {"val_every": 3}},  # select: paper never validates
+        {"training": {"select_metric": "map"}},  # nor ranks validated epochs
     ],
 )
 def test_settings_that_do_not_change_any_file_rerun_nothing(wf, tmp_path, overlay):
@@ -281,6 +283,10 @@ def test_settings_that_change_content_still_rerun(wf, tmp_path, overlay, rules):
         ({"run": {"bits": ["many"]}}, "many"),
         ({"evaluation": {"tie_seed": "zero"}}, "tie_seed"),
         ({"run": {"methods": ["nosuchmethod"]}}, "nosuchmethod"),
+        (
+            {"method_overrides": {"demo": {"djsrh": {"lambdaa": 0.3}}}},
+            "method_overrides.demo.djsrh.lambdaa",
+        ),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, message):
@@ -342,8 +348,18 @@ def test_cuda_trainings_share_the_gpu_and_whole_gpu_jobs_do_not(tmp_path):
 
 
 def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_path):
+    """A full run, then lsh breaks: under --keep-going the whole summary (tables, plots,
+    runtime, graphs) is of the runs that finished this time; nothing of the older summary
+    or of lsh's older run is left in it."""
     wf = copy_workflow(tmp_path / "wf")
     (wf / "grid.yaml").write_text(yaml.safe_dump({"run": {"bits": [8], "seeds": [0]}}))
+    args = ["--cores", "2", "--keep-going", "--configfile", SMOKE, "grid.yaml"]
+    snakemake(wf, *args)
+    summary = wf / "results/summary"
+    assert "| LSH |" in (summary / "tables.md").read_text()
+    (summary / "plots/gone").mkdir()
+    (summary / "plots/gone/pr.png").write_text("a plot of an older run\n")
+    before = {p: p.stat().st_mtime for p in summary.rglob("*") if p.is_file()}
     lsh = wf / "src/xmhash/methods/lsh.py"
     text = lsh.read_text()
     assert text.count("    def fit(self, data: TrainData) -> None:\n") == 1
@@ -353,15 +369,30 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
             "    def fit(self, data: TrainData) -> None:\n        raise RuntimeError('broken')\n",
         )
     )
-    (wf / "results/summary").mkdir(parents=True)
-    (wf / "results/summary/tables.md").write_text("a summary of an older run\n")
-    args = ["--cores", "2", "--keep-going", "--configfile", SMOKE, "grid.yaml"]
     proc = snakemake(wf, *args, check=False)
     assert proc.returncode != 0
-    table = (wf / "results/summary/tables.md").read_text()
-    assert "| CCA-ITQ |" in table and "older run" not in table, table
+    table = (summary / "tables.md").read_text()
+    assert "| CCA-ITQ |" in table and "| LSH |" not in table, table
     assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
-    assert "results/demo/lsh/8bits/seed0" in (wf / "results/summary/tables.html").read_text()
+    assert "results/demo/lsh/8bits/seed0" in (summary / "tables.html").read_text()
+    runtime = (summary / "runtime.md").read_text()
+    assert "| train | cca_itq |" in runtime and "lsh" not in runtime, runtime
+    for old, mtime in before.items():  # every file rewritten, or removed
+        assert not old.exists() or old.stat().st_mtime > mtime, old
+    assert not (summary / "plots/gone").exists()
+    for name in ("map_vs_bits", "pr", "pn", "training"):
+        assert (summary / f"plots/demo/{name}.png").stat().st_size > 0, name
+    assert (summary / "graphs.md").exists() and (summary / "metrics.tsv").exists()
+
+
+def test_a_deleted_run_is_rebuilt_by_a_plain_run(wf, tmp_path):
+    wf = shutil.copytree(wf, tmp_path / "wf", symlinks=True)
+    shutil.rmtree(wf / "results/demo/lsh/8bits/seed0")
+    jobs = planned_jobs(wf)
+    assert {r for r, _ in jobs} == {"train", "export_codes", "evaluate"} | SUMMARY_RULES, jobs
+    for rule in ("train", "export_codes", "evaluate"):
+        outs = [out for r, out in jobs if r == rule]
+        assert len(outs) == 1 and outs[0].startswith("results/demo/lsh/8bits/seed0/"), jobs
 
 
 def test_the_template_test_config_plans_the_small_grid():

@@ -22,7 +22,17 @@ def _batch(path: str, kind: str) -> tuple[str, list[str]]:
     file = Path(path)
     if not file.is_file():
         raise SystemExit(f"xmhash search: batch file {path} does not exist")
-    lines = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\0"  # refused below, as a file with NUL bytes is
+    if "\0" in text:
+        raise SystemExit(
+            f"xmhash search: batch file {path} is not a text file (binary, or not UTF-8): "
+            f"--batch takes UTF-8 text, one query (a text, or an image path) per line; to "
+            f"query with one image, use --image {path}"
+        )
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise SystemExit(f"xmhash search: batch file {path} holds no query")
     if kind == "auto":

@@ -9,8 +9,12 @@
     /database/...    the same for the retrieval set
 
 Root attributes: ``format_version``, ``xmhash_version``, ``dataset``, ``method``, ``bits``,
-``seed``, plus any extra string/number attributes given by the producer. A bit is 1 where
-the network output is >= 0 (see :mod:`xmhash.bits`).
+``seed``, ``features`` (the feature file's path as the producer named it, relative to the
+workflow directory in a workflow run) and ``features_digest`` (the sha256 of that file's
+bytes, :func:`xmhash.provenance.file_digest`: which feature file, by content, the codes
+were exported from; files written before it was recorded lack it), plus any extra
+string/number attributes given by the producer. A bit is 1 where the network output is
+>= 0 (see :mod:`xmhash.bits`).
 
 :func:`export_mat` writes the same codes as ±1 int8 matrices to a MATLAB ``.mat`` file
 (keys ``B_query_image``, ``B_query_text``, ``B_database_image``, ``B_database_text``,
@@ -30,6 +34,7 @@ import numpy as np
 from xmhash import __version__
 from xmhash.bits import pack, unpack
 from xmhash.io import atomic_path
+from xmhash.provenance import file_digest
 
 FORMAT_VERSION = 1
 SETS = ("query", "database")
@@ -57,6 +62,17 @@ class Codes:
 
     def unpacked(self, which: str, modality: str) -> np.ndarray:
         return unpack(getattr(getattr(self, which), modality), self.bits)
+
+    @property
+    def features_digest(self) -> str | None:
+        """The content digest of the feature file the codes came from (None in older files)."""
+        return self.attrs.get("features_digest") or None
+
+
+def features_attrs(features: str | os.PathLike) -> dict[str, str]:
+    """The root attributes that name the feature file codes are exported from: its path
+    as given and its content digest."""
+    return {"features": str(features), "features_digest": file_digest(features)}
 
 
 def make_codeset(

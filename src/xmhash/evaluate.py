@@ -3,7 +3,10 @@
 Besides the metrics, ``metrics.json`` describes the codes themselves (``codes``: per set
 and modality the number of distinct codes, the share of constant bits and the share of
 items in the largest code bucket) and lists ``warnings``: collapsed codes (``collapsed``
-is then true) and tasks whose mAP@all is at the chance level. Each warning is also logged.
+is then true) and tasks whose mAP@all is at the chance level, then the training summary's own
+``warnings`` (a mechanism that switched itself off, e.g. RSHNL's self-paced weights, whose
+numbers are in ``self_paced``; UCMFH's paired test encoding, ``test_encoding``). Each
+warning is also logged.
 
 ``database`` is the evaluation protocol's retrieval set (:data:`DATABASES`):
 ``retrieval`` ranks the split's database for every query (the hashing literature:
@@ -55,6 +58,12 @@ def evaluate_run(
     c = load_codes(codes)
     labels = read_labels(features)
     db = retrieval_set(c, database)
+    if not len(c.query.index) or not len(db.index):
+        raise ValueError(
+            f"{codes} holds {len(c.query.index)} query and {len(db.index)} database items "
+            f"(evaluation.database: {database}): nothing to evaluate. Give the dataset's "
+            "split (datasets.<name>.split) query and database items, then rerun snakemake"
+        )
     ql, dl = labels[c.query.index], labels[db.index]
     result: dict[str, Any] = {
         **(meta or {}),
@@ -98,20 +107,27 @@ def evaluate_run(
     result["codes"] = code_statistics(c)
     result["warnings"] = code_warnings(result)
     result["collapsed"] = any(w.startswith("collapsed") for w in result["warnings"])
-    for warning in result["warnings"]:
-        log.warning("%s (%s bits, seed %s): %s", result["method"], c.bits, result["seed"], warning)
     if train_summary:
         summary = read_json(train_summary)
         result["selection"] = {
-            k: summary.get(k) for k in ("selection", "epoch", "epochs", "val_map")
+            k: summary.get(k) for k in ("selection", "select_metric", "epoch", "epochs", "val_map")
         }
         result["train_seconds"] = summary.get("seconds")
+        # what training found about the method's own mechanism (RSHNL: self_paced) or
+        # how it encodes (UCMFH: test_encoding)
+        result["warnings"] += summary.get("warnings", [])
+        result.update({k: summary[k] for k in METHOD_FIELDS if k in summary})
+    for warning in result["warnings"]:
+        log.warning("%s (%s bits, seed %s): %s", result["method"], c.bits, result["seed"], warning)
     result["provenance"] = provenance(
         {"codes": codes, "features": features, "train_summary": train_summary}
     )
     write_json(out, result)
     return result
 
+
+# the training summary's fields about the method's mechanism that metrics.json repeats
+METHOD_FIELDS = ("self_paced", "test_encoding")
 
 # codes are collapsed when at most this share of the items have distinct codes, this share
 # of the bits is constant, or one code holds this share of the items

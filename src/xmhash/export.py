@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from xmhash.codes import Codes, export_mat, make_codeset, save_codes
+from xmhash.codes import Codes, export_mat, features_attrs, make_codeset, save_codes
 from xmhash.data.splits import load_split
 from xmhash.device import resolve_device
 from xmhash.features.store import read_features
@@ -51,7 +51,12 @@ def export_run(
         bits=method.bits,
         query=sets["query"],
         database=sets["database"],
-        attrs={"method": method.name, "seed": method.seed, **(attrs or {})},
+        attrs={
+            "method": method.name,
+            "seed": method.seed,
+            **features_attrs(features),
+            **(attrs or {}),
+        },
     )
     save_codes(codes_out, out)
     if mat_out:

@@ -282,6 +282,12 @@ def evaluate(
             f"query {len(q_codes)} vs {len(q_labels)}, "
             f"database {len(db_codes)} vs {len(db_labels)}"
         )
+    if not len(q_codes) or not len(db_codes):
+        raise ValueError(
+            f"nothing to evaluate: {len(q_codes)} query and {len(db_codes)} database codes; "
+            "every task needs at least one of each (a split with an empty query or database "
+            "set: give datasets.<name>.split more items)"
+        )
     n_db = len(db_codes)
     tie_rank = tie_permutation(n_db, tie_seed)
     harmonic = _harmonic(n_db)

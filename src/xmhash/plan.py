@@ -76,8 +76,13 @@ def validate_config(config: dict, schema_file: str | Path) -> None:
     if error is None:
         return
     what = error.schema.get("description") if isinstance(error.schema, dict) else None
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})  # name the first unexpected key
+        where.append(next(k for k in error.instance if k not in allowed))
+        what = f"known keys: {sorted(allowed)}"
     raise ConfigError(
-        f"Error validating config: {_where(error.absolute_path)}: {error.message}"
+        f"Error validating config: {_where(where)}: {error.message}"
         + (f"\n  expected: {what}" if what else "")
         + "\n  Fix that key in config.yaml (or in the --configfile that sets it); "
         f"{Path(schema_file).name} describes every key."
@@ -96,24 +101,90 @@ def check_names(listed: Iterable[str], defined: Iterable[str], key: str, block: 
 
 
 # keys whose entries are keyed by dataset name
-PER_DATASET_KEYS = (("noise", "overrides"), ("report", "published_as"))
+PER_DATASET_KEYS = (("report", "published_as"),)
+# keys whose entries are keyed by dataset or benchmark name (:func:`benchmark`)
+PER_BENCHMARK_KEYS = (("method_overrides",), ("noise", "overrides"))
+
+# the benchmark an ``rshnl_mat`` file holds, by its key layout (``format``)
+RSHNL_MAT_BENCHMARKS = {
+    "xmedia": "xmedia",
+    "wiki": "wikipedia",
+    "inria": "inria_websearch",
+    "xmedianet": "xmedianet",
+}
+# sources that say nothing about which benchmark they hold (a ``benchmark`` key may)
+GENERIC_SOURCES = ("demo", "demo_images", "manifest", "dcmh_mat")
+
+
+def benchmark(block: Mapping[str, Any]) -> str | None:
+    """The benchmark a dataset block holds, whatever its source: its ``benchmark`` key,
+    else the ``rshnl_mat`` layout's (``format: wiki`` is ``wikipedia``), else the source
+    itself for a real dataset's own source (``wikipedia``); None for demos and generic
+    files without a ``benchmark`` key."""
+    if block.get("benchmark"):
+        return str(block["benchmark"])
+    source = block.get("source")
+    if source == "rshnl_mat":
+        return RSHNL_MAT_BENCHMARKS.get(block.get("format", "xmedia"))
+    return None if source in GENERIC_SOURCES else source
+
+
+def _block(config: Mapping[str, Any], path: Sequence[str]) -> Mapping[str, Any]:
+    block: Any = config
+    for part in path:
+        block = (block or {}).get(part, {})
+    return block or {}
+
+
+def dataset_entry(config: Mapping[str, Any], path: Sequence[str], dataset: str) -> dict:
+    """The per-dataset entry of ``path`` (e.g. ``("noise", "overrides")``) for
+    ``dataset``: the entry of its benchmark, updated per method by the entry of its own
+    name. Paper values keyed ``wikipedia`` so reach every Wikipedia dataset, from the
+    archive or from a feature .mat."""
+    entries = _block(config, path)
+    bench = benchmark((config.get("datasets") or {}).get(dataset) or {})
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys([bench, dataset]):
+        for method, params in (entries.get(key) or {}).items() if key else ():
+            out[method] = {**out.get(method, {}), **(params or {})}
+    return out
 
 
 def check_per_dataset_keys(config: Mapping[str, Any]) -> None:
-    """A per-dataset entry keyed by a name that is no dataset of the config is a typo
-    (``wiki`` for ``wikipedia``) that would silently do nothing: refuse it."""
+    """A per-dataset entry keyed by a name that is no dataset (nor, where benchmarks are
+    accepted, a benchmark of a dataset) of the config is a typo (``wiki`` for
+    ``wikipedia``) that would silently do nothing: refuse it."""
     datasets = sorted(config.get("datasets", {}))
-    for path in PER_DATASET_KEYS:
-        block: Any = config
-        for part in path:
-            block = (block or {}).get(part, {})
-        unknown = [name for name in block or {} if name not in datasets]
+    benchmarks = sorted(
+        {b for b in map(benchmark, config.get("datasets", {}).values()) if b} - set(datasets)
+    )
+    for path in dict.fromkeys([*PER_DATASET_KEYS, *PER_BENCHMARK_KEYS]):
+        known = datasets + (benchmarks if path in PER_BENCHMARK_KEYS else [])
+        unknown = [name for name in _block(config, path) if name not in known]
         if unknown:
             raise ConfigError(
                 f"config.yaml: {'.'.join(path)} has entries for {unknown}, which are not "
-                f"datasets of this config (datasets: {datasets}); rename them to one of "
-                "those or remove them"
+                f"datasets of this config (datasets: {datasets}"
+                + (f"; benchmarks: {benchmarks}" if path in PER_BENCHMARK_KEYS else "")
+                + "); rename them to one of those or remove them"
             )
+
+
+def unused_per_dataset_entries(config: Mapping[str, Any]) -> list[str]:
+    """One line per per-dataset key whose entries apply to no dataset of ``run.datasets``
+    (the workflow reports them when it loads: a value meant for this run that reaches
+    none of its datasets)."""
+    run = list(config.get("run", {}).get("datasets", []))
+    applies = set(run) | {benchmark(config["datasets"][d]) for d in run if d in config["datasets"]}
+    lines = []
+    for path in dict.fromkeys([*PER_BENCHMARK_KEYS, *PER_DATASET_KEYS]):
+        unused = [name for name in _block(config, path) if name not in applies]
+        if unused:
+            lines.append(
+                f"{'.'.join(path)}: the entries for {unused} apply to no dataset of this run "
+                f"(run.datasets: {run}); they are not used"
+            )
+    return lines
 
 
 def alternatives(names: Iterable[str]) -> str:

@@ -20,13 +20,19 @@
 * Model selection: ``paper`` (default) keeps the last epoch of the method's fixed
   schedule, as the papers do; ``val`` keeps the epoch with the best mean mAP@all
   (I->T, T->I) on the validation split, which is carved from the database and never
-  touches the query set. The summary records which rule was used and the epoch chosen.
+  touches the query set. ``select_metric`` ranks the epochs by mAP@all under the fixed
+  tie rule (``map``) or by the tie-aware mAP@all (``tie_aware``: the expectation over
+  orderings within tied Hamming distances, which no tie-break can move; the default: on
+  20 validation items the tie rule alone changed the selected epoch in 44 % of the
+  splits, ``benchmarks/tie_selection.py``). The summary records which rule and metric
+  were used and the epoch chosen.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import errno
 import functools
 import hashlib
 import inspect
@@ -52,7 +58,7 @@ from xmhash.data.download import sha256_file
 from xmhash.data.splits import load_split
 from xmhash.device import resolve_device
 from xmhash.features.store import read_features
-from xmhash.io import atomic_path, write_json
+from xmhash.io import atomic_path, sweep_stale, write_json
 from xmhash.log import progress
 from xmhash.methods import get_method
 from xmhash.methods.base import (
@@ -73,6 +79,7 @@ log = logging.getLogger(__name__)
 class TrainSettings:
     device: str = "auto"
     select: Literal["paper", "val"] = "paper"
+    select_metric: Literal["map", "tie_aware"] = "tie_aware"  # ranks epochs when select == "val"
     val_every: int = 1  # epochs between validation passes when select == "val"
     checkpoint_minutes: float = 10.0  # training time between checkpoints (0 = every epoch)
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA
@@ -101,16 +108,22 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t
 
 
+# select_metric -> the metric (xmhash.metrics.evaluate's key) that ranks the epochs
+SELECT_METRICS = {"map": "map@all", "tie_aware": "map@all_tie_aware"}
+
+
 def cross_modal_map(
     method: HashMethod,
     query: Items,
     query_labels: np.ndarray,
     database: Items | None = None,
     database_labels: np.ndarray | None = None,
+    *,
+    metric: str = "map@all",
 ) -> dict[str, float]:
-    """mAP@all of I->T (``i2t``) and T->I (``t2i``): the query items' codes ranked against
-    the database items' codes of the other modality (the database defaults to the queries
-    themselves, as in validation)."""
+    """mAP@all (or ``metric``) of I->T (``i2t``) and T->I (``t2i``): the query items'
+    codes ranked against the database items' codes of the other modality (the database
+    defaults to the queries themselves, as in validation)."""
     if database is None:
         database, database_labels = query, query_labels
     q = {m: bits.pack(method.encode(query, m)) for m in ("image", "text")}
@@ -118,14 +131,16 @@ def cross_modal_map(
     return {
         task: metrics.evaluate(
             q[a], d[b], query_labels, database_labels, method.bits, ks=(), pn=()
-        )["map@all"]
+        )[metric]
         for task, a, b in (("i2t", "image", "text"), ("t2i", "text", "image"))
     }
 
 
-def validation_map(method: HashMethod, val: ValData) -> float:
-    """Mean of mAP@all I->T and T->I with the validation split as queries and database."""
-    return float(np.mean(list(cross_modal_map(method, val.items, val.labels).values())))
+def validation_map(method: HashMethod, val: ValData, metric: str = "map") -> float:
+    """Mean of mAP@all I->T and T->I with the validation split as queries and database;
+    ``metric`` ``tie_aware``: of the tie-aware mAP@all."""
+    maps = cross_modal_map(method, val.items, val.labels, metric=SELECT_METRICS[metric])
+    return float(np.mean(list(maps.values())))
 
 
 def _array_digest(digest: Any, array: Any) -> None:
@@ -193,7 +208,7 @@ def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -
         "params": method.params.to_dict(),
         "bits": method.bits,
         "seed": method.seed,
-        "selection": [settings.select, settings.val_every],
+        "selection": [settings.select, settings.val_every, settings.select_metric],
         "tf32": settings.tf32,
         **input_digests(data),
         "code": code_digest(method),
@@ -304,6 +319,11 @@ def _checkpoint_state(
     )
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a lost mount); the message names the
+    file and the fix."""
+
+
 class CheckpointWriter:
     """Writes checkpoints on a background thread, one at a time, so that training goes on
     while a file is written (a gigabyte takes seconds on a local disk and far longer on a
@@ -311,14 +331,17 @@ class CheckpointWriter:
     memory: the checkpoint's size, once more, while it is written) and, when the previous
     file is still being written, for that one. Each file is renamed into place only when
     complete, so a kill leaves the previous checkpoint. Leaving the ``with`` block waits
-    for the last write (and re-raises its error, unless the block itself failed)."""
+    for the last write. A failed write is raised on the training thread at the next
+    checkpoint or on leaving the block, as :class:`CheckpointWriteError` naming the file and
+    the fix; it also replaces an ``OSError`` of the block itself (on a full disk, the next
+    history or log write fails too, and its error would hide the cause)."""
 
     def __init__(self) -> None:
         self.written = 0
         self.blocked = 0.0  # seconds the training thread spent on checkpoints
         self.writing = 0.0  # seconds the writes took on the background thread
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: tuple[Path, BaseException] | None = None
 
     def write(self, path: Path, state_of: Callable[[], dict[str, Any]]) -> None:
         """Snapshot the state (``state_of()``, called now) and write it to ``path``."""
@@ -332,7 +355,7 @@ class CheckpointWriter:
                 with atomic_path(path) as tmp:
                     torch.save(state, tmp)
             except BaseException as e:  # noqa: BLE001 - handed to the training thread
-                self._error = e
+                self._error = (path, e)
             self.writing += time.perf_counter() - tw
 
         self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=True)
@@ -346,15 +369,25 @@ class CheckpointWriter:
             self._thread.join()
             self._thread = None
         self.blocked += time.perf_counter() - t
-        error, self._error = self._error, None
-        if error is not None and raise_errors:
+        failed, self._error = self._error, None
+        if failed is None or not raise_errors:
+            return
+        path, error = failed
+        if not isinstance(error, OSError):
             raise error
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise CheckpointWriteError(
+            f"could not write the checkpoint {path}: {error.strerror or error}. "
+            f"{'Free space on that disk' if full else 'Make its directory writable'} (or set "
+            f"training.checkpoint_minutes: 0 to train without checkpoints) and rerun: "
+            f"training resumes from the last complete checkpoint, if any"
+        ) from None
 
     def __enter__(self) -> CheckpointWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.wait(raise_errors=exc is None)
+        self.wait(raise_errors=exc is None or isinstance(exc, OSError))
 
 
 def _resume(
@@ -454,6 +487,8 @@ def fit(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None:  # a checkpoint write of a killed run of this job left these
+        sweep_stale(ckpt)
     fp = _fingerprint(method, data, settings) if ckpt is not None else {}
     if ckpt is not None and ckpt.exists():
         resumed = _resume(ckpt, method, fp)
@@ -491,11 +526,12 @@ def fit(
             row: dict[str, Any] = {"epoch": epoch + 1}
             row.update(_epoch_means(method, sums, count, epoch, epochs))
             method.on_epoch_end(epoch)
+            row.update(method.epoch_log())
             row["lr"] = method.optimizer.param_groups[0]["lr"]
             if settings.select == "val" and (
                 (epoch + 1) % settings.val_every == 0 or epoch + 1 == epochs
             ):
-                row["val_map"] = validation_map(method, val)
+                row["val_map"] = validation_map(method, val, settings.select_metric)
                 if best is None or row["val_map"] > best[0]:
                     best = (row["val_map"], epoch + 1, copy.deepcopy(method.net.state_dict()))
             row["seconds"] = round(time.perf_counter() - te, 3)
@@ -519,8 +555,13 @@ def fit(
     summary: dict[str, Any] = {"selection": "last", "epoch": epochs, "epochs": epochs}
     if settings.select == "val" and best is not None:
         method.net.load_state_dict(best[2])
-        summary.update(selection="val", epoch=best[1], val_map=best[0])
+        summary.update(
+            selection="val", select_metric=settings.select_metric, epoch=best[1], val_map=best[0]
+        )
     summary["history"] = history
+    summary.update(method.training_diagnostics(history))
+    for warning in summary.get("warnings", []):
+        log.warning("%s (%d bits, seed %d): %s", method.name, method.bits, method.seed, warning)
     summary["seconds"] = time.perf_counter() - t0
     summary["checkpoints"] = {
         "written": writer.written,

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # The DAG is planned with the xmhash of this checkout, as its jobs run it
 # (scripts/_bootstrap.py), whatever copy of the package is installed.
@@ -34,6 +35,8 @@ _checked(
 )
 _checked(plan.check_names, config["run"]["methods"], config["methods"], "run.methods", "methods")
 _checked(plan.check_per_dataset_keys, config)
+for _line in plan.unused_per_dataset_entries(config):
+    logger.info(f"config: {_line}")
 
 DATASETS = config["run"]["datasets"]
 METHODS = config["run"]["methods"]
@@ -138,8 +141,16 @@ def mat_targets():
     return run_paths("codes.mat") + noisy_run_paths("codes.mat")
 
 
+# what each run leaves in its directory; rule all asks for them all, so that a deleted run
+# directory is rebuilt (Snakemake does not rebuild a missing file whose dependants exist)
+RUN_FILES = ("model.pt", "train.json", "train_log.csv", "codes.h5", "metrics.json")
+NOISY_RUN_FILES = (*RUN_FILES, "sample_weights.npz")
+
+
 def final_targets():
     return [
+        *[p for name in RUN_FILES for p in run_paths(name)],
+        *[p for name in NOISY_RUN_FILES for p in noisy_run_paths(name)],
         *graph_report_targets(),
         "results/summary/metrics.tsv",
         "results/summary/tables.md",
@@ -154,24 +165,28 @@ def final_targets():
     ]
 
 
-def summarise_finished_runs():
-    """The summary files from the runs that finished (on error; see evaluate.smk)."""
+def summarise_finished_runs(benchmarks):
+    """The summary from the runs that finished (on error; see evaluate.smk)."""
     from xmhash.report.finished import summarise_finished
+
+    def files(paths, names):
+        return {str(Path(p).parent): [str(Path(p).parent / n) for n in names] for p in paths}
 
     published = published_input(None)
     summarise_finished(
-        run_paths("metrics.json") + noisy_run_paths("metrics.json"),
-        metrics_out="results/summary/metrics.tsv",
-        curves_out="results/summary/curves.tsv",
-        markdown_out="results/summary/tables.md",
-        latex_out="results/summary/tables.tex",
-        html_out="results/summary/tables.html",
+        files(run_paths("metrics.json"), RUN_FILES)
+        | files(noisy_run_paths("metrics.json"), NOISY_RUN_FILES),
+        summary="results/summary",
         tables={
             "metrics": config["report"]["table_metrics"],
             "methods": report_methods(),
             "published_tsv": published[0] if published else None,
             "published_as": config["report"]["published_as"],
         },
+        datasets=DATASETS,
+        methods=METHODS,
+        benchmarks={k.removeprefix("bench_"): v for k, v in benchmarks.items()},
+        graph_stats=graph_stats_files(),
     )
 
 
@@ -199,17 +214,20 @@ def method_params(wildcards):
 def train_settings(wildcards):
     """training: what changes the model. checkpoint_minutes only sets how often a job saves
     a resumable state (a resumed run equals an uninterrupted one) and threads how many
-    cores it uses; val_every matters only when validation selects the model (select: val)."""
+    cores it uses; val_every and select_metric matter only when validation selects the
+    model (select: val)."""
     return _model_settings(config["training"])
 
 
 def _model_settings(training):
-    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else ("val_every",))
+    unused = RUNTIME_TRAINING + (() if training["select"] == "val" else SELECTION_ONLY)
     return {k: v for k, v in training.items() if k not in unused}
 
 
 # training settings a job reads from the config (scripts/_bootstrap.py), not its params
 RUNTIME_TRAINING = ("checkpoint_minutes", "threads")
+# training settings that matter only when validation selects the model (select: val)
+SELECTION_ONLY = ("val_every", "select_metric")
 
 
 def evaluation_settings(wildcards):
@@ -337,7 +355,15 @@ def dataset_options(wildcards):
 
 # options that name user-supplied files: inputs of prepare/import_features, so that
 # editing such a file reruns the job
-_USER_FILE_OPTIONS = ("manifest", "labels_file", "mat", "image_mat", "text_mat", "label_mat")
+_USER_FILE_OPTIONS = (
+    "manifest",
+    "labels_file",
+    "mat",
+    "image_mat",
+    "text_mat",
+    "label_mat",
+    "index_mat",
+)
 
 
 def dataset_inputs(wildcards):
@@ -395,7 +421,8 @@ def noise_rate(wildcards):
 def noisy_method_params(wildcards):
     """methods.<method>, updated by noise.overrides.<dataset>.<method> (per-dataset paper
     values, e.g. RSHNL's alpha and gamma)."""
-    over = NOISE.get("overrides", {}).get(wildcards.dataset, {}).get(wildcards.method, {})
+    over = plan.dataset_entry(config, ("noise", "overrides"), wildcards.dataset)
+    over = over.get(wildcards.method, {})
     return {**method_params(wildcards), **over}
 
 
@@ -452,6 +479,11 @@ def graph_spec(wildcards):
 
 def graph_settings(wildcards):
     return {k: config["graph"][k] for k in GRAPH_SETTINGS if k in config["graph"]}
+
+
+def graph_stats_files():
+    """The statistics file of every graph a method of the grid trains on."""
+    return [p.replace("_sizes.png", ".json") for p in graph_report_targets()]
 
 
 def graph_report_targets():

@@ -3,9 +3,10 @@
 
 
 # A run that stops on an error (with --keep-going: after every other job) still leaves a
-# summary of the runs that finished, naming the others (xmhash.report.finished).
+# summary of the runs that finished, all of it (tables, plots, runtime, graphs), naming
+# the others (xmhash.report.finished).
 onerror:
-    summarise_finished_runs()
+    summarise_finished_runs(job_benchmarks())
 
 
 rule evaluate:
@@ -69,7 +70,7 @@ rule tables:
         metrics="results/summary/metrics.tsv",
         warnings="results/summary/warnings.tsv",
         published=published_input,
-        graph_stats=[p.replace("_sizes.png", ".json") for p in graph_report_targets()],
+        graph_stats=graph_stats_files(),
     output:
         markdown=report(
             "results/summary/tables.md",

@@ -1,7 +1,8 @@
 # The noisy-label track: corrupt the training labels, then train, export and
 # evaluate noise.methods on them. The train/export/evaluate rules are the clean track's
 # rules with the run directory one level deeper (noise{noise}/) and, for training, the
-# noisy labels as an extra input; see common.smk for the paths.
+# noisy labels as an extra input (`with: input:` replaces the whole input list, so it
+# repeats the clean rule's, graphs included); see common.smk for the paths.
 
 
 wildcard_constraints:
@@ -33,6 +34,7 @@ rule noise:
 
 use rule train as train_noisy with:
     input:
+        unpack(graph_inputs),
         features=features_path,
         split="results/{dataset}/splits/seed{seed}.npz",
         labels="results/{dataset}/noise/{noise}/seed{seed}.npz",

@@ -12,13 +12,13 @@ queries and the rest as the database.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xmhash.data.prepared import Item, write_prepared
+from xmhash.io import scratch_path
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -68,45 +68,39 @@ def write_image_demo(directory: str | os.PathLike, spec: ImageDemoSpec = ImageDe
     rng = np.random.default_rng(spec.seed)
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    images = Path(tempfile.mkdtemp(prefix=".images.", dir=directory.parent))
-    items, s = [], spec.image_size
-    for i in range(spec.n_items):
-        k = int(rng.integers(1, spec.max_labels + 1))
-        labels = sorted(rng.choice(spec.n_labels, size=k, replace=False).tolist())
-        noise = rng.integers(0, 60, size=(s, s, 3), dtype=np.uint8)
-        im = Image.fromarray(noise)
-        draw = ImageDraw.Draw(im)
-        for lab in labels:
-            colour, shape = names[lab].split()
-            w = int(rng.integers(s // 5, s // 2))
-            x, y = (int(v) for v in rng.integers(0, s - w, size=2))
-            _draw(draw, shape, (x, y, x + w, y + w), COLOURS[colour])
-        name = f"{i:06d}.jpg"
-        im.save(images / name, quality=90)
-        caption = "a photo of " + " and ".join(f"a {names[lab]}" for lab in labels)
-        items.append(
-            Item(
-                id=f"img{i:06d}",
-                image=name,
-                text=caption,
-                labels=labels,
-                split="query" if i < spec.n_query else "database",
-                tags=[names[lab] for lab in labels],
-                captions=[caption],
+    with scratch_path(directory, directory=True) as images:  # removed whatever happens
+        items, s = [], spec.image_size
+        for i in range(spec.n_items):
+            k = int(rng.integers(1, spec.max_labels + 1))
+            labels = sorted(rng.choice(spec.n_labels, size=k, replace=False).tolist())
+            noise = rng.integers(0, 60, size=(s, s, 3), dtype=np.uint8)
+            im = Image.fromarray(noise)
+            draw = ImageDraw.Draw(im)
+            for lab in labels:
+                colour, shape = names[lab].split()
+                w = int(rng.integers(s // 5, s // 2))
+                x, y = (int(v) for v in rng.integers(0, s - w, size=2))
+                _draw(draw, shape, (x, y, x + w, y + w), COLOURS[colour])
+            name = f"{i:06d}.jpg"
+            im.save(images / name, quality=90)
+            caption = "a photo of " + " and ".join(f"a {names[lab]}" for lab in labels)
+            items.append(
+                Item(
+                    id=f"img{i:06d}",
+                    image=name,
+                    text=caption,
+                    labels=labels,
+                    split="query" if i < spec.n_query else "database",
+                    tags=[names[lab] for lab in labels],
+                    captions=[caption],
+                )
             )
-        )
-    meta = {
-        "dataset": directory.parent.name,
-        "label_names": names,
-        "image_root": "images",
-        "text_kind": "caption",
-        "source": "xmhash.data.demo_images",
-        "spec": spec.__dict__,
-    }
-    try:
+        meta = {
+            "dataset": directory.parent.name,
+            "label_names": names,
+            "image_root": "images",
+            "text_kind": "caption",
+            "source": "xmhash.data.demo_images",
+            "spec": spec.__dict__,
+        }
         write_prepared(directory, items, meta, files={"images": images})
-    finally:
-        if images.exists():
-            import shutil
-
-            shutil.rmtree(images, ignore_errors=True)

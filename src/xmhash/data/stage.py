@@ -46,7 +46,7 @@ def download_dataset(
     local_dirs = [Path(local).expanduser()] if local else []
     mirrors = list(options.get("mirrors") or [])
     paths = []
-    for remote in src.files:
+    for remote in src.remotes(options):
         paths.append(
             fetch(
                 remote,
@@ -68,8 +68,8 @@ def download_dataset(
     return paths
 
 
-def _files(src, downloads: Path) -> dict[str, Path]:
-    files = {name: downloads / name for name in src.file_names()}
+def _files(src, downloads: Path, options: dict[str, Any]) -> dict[str, Path]:
+    files = {r.name: downloads / r.name for r in src.remotes(options)}
     missing = [p for p in files.values() if not p.exists()]
     if missing:
         (downloads / MANIFEST).unlink(missing_ok=True)
@@ -111,10 +111,8 @@ def prepare_dataset(
             f"dataset source {source!r} ships precomputed features only; use "
             f"encoder: {src.encoder} (its features are imported, not encoded)"
         )
-    downloads = Path(downloads)
-    counts = _unpacking(
-        downloads, src.prepare, _files(src, downloads), Path(out), _options(src, options)
-    )
+    downloads, options = Path(downloads), _options(src, options)
+    counts = _unpacking(downloads, src.prepare, _files(src, downloads, options), Path(out), options)
     log.info("%s prepared into %s: %s", src.title, out, counts)
     return counts
 
@@ -126,9 +124,9 @@ def import_features(
     src = get_source(source)
     if src.import_features is None:
         raise DatasetError(f"dataset source {source!r} ships no features to import")
-    downloads = Path(downloads)
+    downloads, options = Path(downloads), _options(src, options)
     counts = _unpacking(
-        downloads, src.import_features, _files(src, downloads), Path(out), _options(src, options)
+        downloads, src.import_features, _files(src, downloads, options), Path(out), options
     )
     log.info("%s features imported into %s: %s", src.title, out, counts)
     return counts

@@ -3,7 +3,7 @@
 Streaming and bounded in memory: items go through a DataLoader whose workers decode and
 preprocess images (and crop regions, and tokenise texts) while the main process runs the
 model; batches never straddle a chunk of ``chunk_items`` items, and each finished chunk is
-appended to a partial file next to the output (``store.FeatureWriter``). A killed run
+committed to a partial directory next to the output (``store.FeatureWriter``). A killed run
 restarted with the same inputs and settings continues after the last finished chunk; the
 output appears atomically when all items are done.
 
@@ -229,9 +229,9 @@ def extract_features(
     encoder_key: str | None = None,
     max_chunks: int | None = None,
 ) -> Path | None:
-    """Write the feature file ``out``; resume from its partial file if there is one.
+    """Write the feature file ``out``; resume from its partial directory if there is one.
 
-    ``max_chunks`` stops (leaving the partial file) after that many new chunks and
+    ``max_chunks`` stops (leaving the partial directory) after that many new chunks and
     returns None; the full run returns ``out``.
     """
     prep = read_prepared(prepared_dir)

@@ -27,20 +27,23 @@ The feature stage adds ``texts_truncated`` (texts cut to ``text_max_tokens``),
 ``transformers``/``torch`` versions.
 
 Datasets are chunked and gzip-compressed. Files are written atomically: whole, by
-:func:`write_features`, or chunk by chunk, by :class:`FeatureWriter`, which keeps a
-resumable partial file next to the output and renames it onto the output at the end.
+:func:`write_features`, or chunk by chunk, by :class:`FeatureWriter`, which keeps each
+finished chunk as a small feature file of its own in a resumable partial directory next
+to the output and joins them into the output at the end.
 One writer at a time: a :class:`FeatureWriter` holds an exclusive lock on a sidecar
 ``.{name}.lock`` (naming its pid and host) for its lifetime, and a second writer stops
-with :class:`FeatureFileBusy` instead of touching the partial file.
+with :class:`FeatureFileBusy` instead of touching the partial directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Sequence
@@ -345,21 +348,25 @@ def read_features(
 
 
 # ---------------------------------------------------------------- streaming, resumable writes
-# The feature stage appends one chunk of items at a time to a partial file next to the
-# output (``.{name}.resume.partial``) laid out exactly like the final file, with resizable
-# datasets. After each chunk the committed sizes, a sha256 of every dataset's committed
-# content and a resume fingerprint are stored in the ``_resume`` attribute and the file is
-# flushed. A restarted run with the same fingerprint truncates the datasets to the last
-# commit, reads them back and checks the digests (a full disk or a crash can leave
-# damaged chunks that HDF5 only reports when read), and carries on; a damaged partial
-# file is discarded, with a warning, and the run starts from item 0. ``finish`` checks
-# that every item was written, adds the per-file parts and renames the partial file onto
-# the output. The writer holds the sidecar lock from start to finish, so a second writer
-# (an orphaned job of a killed workflow, a concurrent run) never deletes, resumes or
-# renames a partial file that is being written.
+# The feature stage writes one chunk of items at a time into a partial directory next to
+# the output (``.{name}.resume.partial/``): each chunk is a small feature file of its own,
+# ``chunk-000000.h5``, ``chunk-000001.h5``, ..., written whole under a temporary name and
+# renamed into place, so a kill at any instant leaves every committed chunk intact and at
+# most the chunk in progress missing. Each chunk records the resume fingerprint, the
+# input items consumed up to its end, its counters and a sha256 of its content. A
+# restarted run with the same fingerprint reads the chunks back in order and checks each
+# digest (a full disk or a crash can leave damaged data that HDF5 only reports when
+# read): it keeps the chunks before the first missing or damaged one, drops that one and
+# those after it (with a warning naming the item it redoes from), and carries on.
+# ``finish`` checks that every item was written, concatenates the chunks (checking each
+# against the digest this writer recorded) into the output, written atomically, and
+# removes the partial directory. The writer holds the sidecar lock from start to finish,
+# so a second writer (an orphaned job of a killed workflow, a concurrent run) never
+# deletes, resumes or renames a partial directory that is being written.
 
 _RESUME = "_resume"
-_VERIFY_ROWS = 1 << 16  # rows read at a time when a resumed partial file is checked
+_CHUNK = "chunk-{:06d}.h5"
+_DAMAGED = (OSError, ValueError, KeyError, TypeError)  # reading a damaged chunk (HDF5, JSON)
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -388,7 +395,7 @@ class _WriterLock:
                 raise FeatureFileBusy(
                     f"{output}: another process is writing this feature file "
                     f"({holder or 'holder unknown'}; lock {self.path}). Wait for it to "
-                    f"finish, or stop that process, then run again: its partial file "
+                    f"finish, or stop that process, then run again: its partial directory "
                     f"{partial_path(output)} is resumed, not recomputed"
                 ) from None
             try:  # the holder before us may have removed the file we opened: retry
@@ -426,8 +433,30 @@ def _hash_rows(digest: Any, data: np.ndarray, strings: bool) -> None:
         digest.update(np.ascontiguousarray(data).tobytes())
 
 
-def _is_strings(ds: h5py.Dataset) -> bool:
-    return h5py.check_string_dtype(ds.dtype) is not None
+def _content_digest(feats: Features) -> str:
+    """A sha256 of a chunk's content, as written (dtypes as stored) and as read back."""
+    digest = hashlib.sha256()
+    arrays: list[tuple[np.ndarray | list[str] | None, Any]] = [
+        (feats.ids, None),
+        (feats.labels, np.uint8),
+        (feats.image, np.float32),
+        (feats.text, np.float32),
+        (feats.texts, None),
+        (feats.official_split, None),
+        (feats.skipped, None),
+    ]
+    for rag in (feats.words, feats.regions):
+        if rag is not None:
+            arrays += [(rag.embeddings, np.float32), (rag.offsets, np.int64)]
+            arrays += [(rag.names, None), (rag.boxes, np.float32)]
+    for data, dtype in arrays:
+        if data is None:
+            digest.update(b"-")
+            continue
+        arr = np.asarray(data, dtype=object if dtype is None else dtype)
+        digest.update(repr(arr.shape).encode())
+        _hash_rows(digest, arr, dtype is None)
+    return digest.hexdigest()
 
 
 class FeatureWriter:
@@ -448,244 +477,254 @@ class FeatureWriter:
         self.path = Path(path)
         self.partial = partial_path(path)
         self.fingerprint = fingerprint
+        self.layout = {
+            "n_labels": int(n_labels),
+            "image_dim": int(image_dim),
+            "text_dim": int(text_dim),
+            "words": bool(words),
+            "regions": bool(regions),
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.state: dict[str, Any] = {}
-        self.f: h5py.File | None = None
-        self._digests: dict[str, Any] = {}
+        self.records: list[dict[str, Any]] = []  # per committed chunk: consumed, counters, digest
         self._lock = _WriterLock(self.path)
         try:
-            if resume and self.partial.exists():
-                self._reopen()
-            if not self.state:
-                self._create(n_labels, image_dim, text_dim, words, regions)
+            if not resume or not self._resumable():
+                self._remove_partial()
+            self.partial.mkdir(exist_ok=True)
+            self._inode = os.stat(self.partial).st_ino
+            self._resume()
         except BaseException:
             self.close()
             raise
 
     # -- setup
 
-    def _create(self, n_labels: int, di: int, dt: int, words: bool, regions: bool) -> None:
-        self.partial.unlink(missing_ok=True)
-        self._digests = {}
-        f = self.f = h5py.File(self.partial, "w")
-        for name in ("ids", "texts", "official_split", "skipped"):
-            _resizable(f, name, (), _STR)
-        _resizable(f, "labels", (n_labels,), np.uint8)
-        _resizable(f, "image", (di,), np.float32)
-        _resizable(f, "text", (dt,), np.float32)
-        for key, dim, on in (("words", dt, words), ("regions", di, regions)):
-            if not on:
-                continue
-            g = f.create_group(key)
-            _resizable(g, "embeddings", (dim,), np.float32)
-            self._put(_resizable(g, "offsets", (), np.int64), np.zeros(1, np.int64))
-            if key == "words":
-                _resizable(g, "tokens", (), _STR)
-            else:
-                _resizable(g, "boxes", (4,), np.float32)
-        self.state = {
-            "fingerprint": self.fingerprint,
-            "chunks": 0,
-            "consumed": 0,
-            "sizes": {},
-            "digests": {},
-            "counters": {},
-        }
-        self._commit()
-
-    def _reopen(self) -> None:
-        try:
-            f = h5py.File(self.partial, "r+")
-        except OSError as e:
-            if getattr(e, "errno", None) == 11 or "unable to lock" in str(e).lower():
-                raise FeatureFileBusy(
-                    f"{self.partial}: open in another process that does not take the "
-                    f"writer lock {self._lock.path} (an older xmhash?); stop it, then run "
-                    f"again ({e})"
-                ) from None
-            self._start_over(f"unreadable partial file ({e})")
-            return
-        try:
-            state = json.loads(f.attrs.get(_RESUME, "{}"))
-        except (OSError, ValueError) as e:
-            f.close()
-            self._start_over(f"unreadable resume record ({e})")
-            return
-        if state.get("fingerprint") != self.fingerprint:
-            f.close()
-            self._start_over("partial file from different inputs or settings")
-            return
-        log.info("%s: checking %d committed items before resuming", self.partial, state["consumed"])
-        try:
-            self._digests = self._verified(f, state)
-        except (OSError, RuntimeError, KeyError, ValueError) as e:
-            f.close()
-            self._start_over(f"damaged partial file ({e})")
-            return
-        self.f, self.state = f, state
-        log.info(
-            "%s: resuming after %d chunks (%d items done, content verified)",
-            self.partial,
-            state["chunks"],
-            state["consumed"],
+    def _parts(self) -> tuple[str, ...]:
+        return ("image", "text", "texts") + tuple(
+            key for key in ("words", "regions") if self.layout[key]
         )
 
-    def _start_over(self, why: str) -> None:
-        log.warning("%s: %s; starting over from item 0", self.partial, why)
-        self.partial.unlink(missing_ok=True)
+    def _chunk(self, k: int) -> Path:
+        return self.partial / _CHUNK.format(k)
 
-    @staticmethod
-    def _verified(f: h5py.File, state: dict[str, Any]) -> dict[str, Any]:
-        """Truncate to the last commit and recompute every dataset's digest from disk;
-        raise ValueError when one differs from the committed digest."""
-        sizes, expected = state["sizes"], state.get("digests")
-        if not isinstance(expected, dict) or set(expected) != set(sizes):
-            raise ValueError("no content digests recorded (written by an older xmhash)")
-        digests: dict[str, Any] = {}
-        for name, size in sizes.items():
-            ds = f[name]
-            if ds.shape[0] < size:
-                raise ValueError(f"/{name} has {ds.shape[0]} rows, {size} were committed")
-            if ds.shape[0] != size:  # drop writes after the last commit
-                ds.resize((size, *ds.shape[1:]))
-            digest = hashlib.sha256()
-            strings = _is_strings(ds)
-            view = ds.asstr() if strings else ds
-            for start in range(0, size, _VERIFY_ROWS):
-                _hash_rows(digest, view[start : min(size, start + _VERIFY_ROWS)], strings)
-            if digest.hexdigest() != expected[name]:
-                raise ValueError(f"/{name} differs from what was committed")
-            digests[name] = digest
-        return digests
+    def _remove_partial(self) -> None:
+        if self.partial.is_dir():
+            shutil.rmtree(self.partial)
+        else:
+            self.partial.unlink(missing_ok=True)
 
-    def _sizes(self) -> dict[str, int]:
-        sizes: dict[str, int] = {}
-        self.f.visititems(
-            lambda name, obj: (
-                sizes.__setitem__(name, int(obj.shape[0]))
-                if isinstance(obj, h5py.Dataset)
-                else None
+    def _resumable(self) -> bool:
+        """Whether the partial directory (if any) is one to resume; says why not."""
+        if not self.partial.exists():
+            return True
+        if not self.partial.is_dir():
+            log.warning(
+                "%s: partial file of an older xmhash; starting over from item 0", self.partial
             )
-        )
-        return sizes
+            return False
+        first = self._chunk(0)
+        if not first.exists():
+            return True
+        try:
+            state = read_attrs(first)[_RESUME]
+            same = (state["fingerprint"], state["layout"]) == (self.fingerprint, self.layout)
+        except _DAMAGED:
+            return True  # damaged: the resume below says so and redoes chunk 0
+        if not same:
+            log.warning(
+                "%s: partial directory from other inputs or settings; starting over from item 0",
+                self.partial,
+            )
+        return same
 
-    def _put(self, ds: h5py.Dataset, data: np.ndarray) -> None:
-        """Append ``data`` to ``ds`` and to the digest of ``ds``'s content."""
-        name = ds.name.lstrip("/")
-        strings = _is_strings(ds)
-        data = np.asarray(data, dtype=object if strings else ds.dtype)
-        _append(ds, data)
-        _hash_rows(self._digests.setdefault(name, hashlib.sha256()), data, strings)
+    def _resume(self) -> None:
+        """Keep the committed chunks up to the first missing or damaged one."""
+        for entry in self.partial.iterdir():  # chunks' temporaries of a killed writer
+            if _chunk_index(entry.name) is not None:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        k = 0
+        while self._chunk(k).exists():
+            try:
+                self.records.append(self._verified_record(k))
+            except _DAMAGED as e:
+                log.warning(
+                    "%s: damaged chunk %d (%s); redoing it and what follows, from item %d",
+                    self.partial,
+                    k,
+                    e,
+                    self.consumed,
+                )
+                break
+            k += 1
+        for entry in self.partial.iterdir():
+            index = _chunk_index(entry.name)
+            if index is not None and index >= self.chunks:
+                entry.unlink()
+        if self.records:
+            log.info(
+                "%s: resuming after %d chunks (%d items done, content verified)",
+                self.partial,
+                self.chunks,
+                self.consumed,
+            )
 
-    def _commit(self) -> None:
-        self.state["sizes"] = self._sizes()
-        empty = hashlib.sha256().hexdigest()
-        self.state["digests"] = {
-            name: self._digests[name].hexdigest() if name in self._digests else empty
-            for name in self.state["sizes"]
-        }
-        self.f.attrs[_RESUME] = json.dumps(self.state)
-        self.f.flush()
+    def _verified_record(self, k: int) -> dict[str, Any]:
+        path = self._chunk(k)
+        state = read_attrs(path)[_RESUME]
+        if (state["fingerprint"], state["layout"], state["chunk"]) != (
+            self.fingerprint,
+            self.layout,
+            k,
+        ):
+            raise ValueError("written for other inputs or settings")
+        record = {key: state[key] for key in ("consumed", "counters", "digest")}
+        self._read_chunk(k, record)
+        return record
+
+    def _read_chunk(self, k: int, record: dict[str, Any]) -> Features:
+        path = self._chunk(k)
+        if not path.exists():
+            raise FeatureFileError(
+                f"{path}: committed chunk removed while this process wrote it; run the "
+                f"stage again, it redoes this chunk"
+            )
+        chunk = read_features(path, parts=self._parts())
+        if _content_digest(chunk) != record["digest"]:
+            raise FeatureFileError(
+                f"{path}: differs from what was committed (changed since it was written); "
+                f"run the stage again, it redoes this chunk"
+            )
+        return chunk
 
     # -- progress
 
     @property
     def consumed(self) -> int:
         """Input items already processed (written or skipped): where to resume."""
-        return int(self.state["consumed"])
+        return int(self.records[-1]["consumed"]) if self.records else 0
 
     @property
     def chunks(self) -> int:
-        return int(self.state["chunks"])
+        return len(self.records)
 
     @property
     def counters(self) -> dict[str, int]:
-        return dict(self.state["counters"])
+        total: dict[str, int] = {}
+        for record in self.records:
+            for k, v in record["counters"].items():
+                total[k] = total.get(k, 0) + int(v)
+        return total
 
     def append(self, chunk: Features, *, consumed: int, **counters: int) -> None:
         """Write one chunk; ``consumed`` input items are then done; ``counters`` add up."""
-        chunk.validate(f"{self.partial} (chunk {self.chunks})")
-        f = self.f
-        self._put(f["ids"], np.asarray(chunk.ids, dtype=object))
-        self._put(f["labels"], chunk.labels.astype(np.uint8))
-        self._put(f["image"], chunk.image.astype(np.float32))
-        self._put(f["text"], chunk.text.astype(np.float32))
-        n = len(chunk)
-        for key in ("texts", "official_split"):
-            arr = getattr(chunk, key)
-            self._put(f[key], np.asarray(arr if arr is not None else [""] * n, dtype=object))
-        self._put(f["skipped"], np.asarray(chunk.skipped, dtype=object))
+        k, n = self.chunks, len(chunk)
         for key in ("words", "regions"):
-            rag: Ragged | None = getattr(chunk, key)
-            if key not in f:
-                continue
-            if rag is None:
+            if self.layout[key] and getattr(chunk, key) is None:
                 raise FeatureFileError(f"{self.partial}: chunk without {key}, expected them")
-            g = f[key]
-            base = int(g["offsets"][-1])
-            self._put(g["embeddings"], rag.embeddings.astype(np.float32))
-            self._put(g["offsets"], base + rag.offsets[1:].astype(np.int64))
-            if "tokens" in g:
-                self._put(g["tokens"], np.asarray(rag.names, dtype=object))
-            if "boxes" in g:
-                self._put(g["boxes"], rag.boxes.astype(np.float32))
-        self.state["chunks"] += 1
-        self.state["consumed"] = int(consumed)
-        for k, v in counters.items():
-            self.state["counters"][k] = self.state["counters"].get(k, 0) + int(v)
-        self._commit()
+        blank = np.asarray([""] * n, dtype=object)
+        chunk = dataclasses.replace(
+            chunk,
+            texts=blank if chunk.texts is None else chunk.texts,
+            official_split=blank if chunk.official_split is None else chunk.official_split,
+            words=chunk.words if self.layout["words"] else None,
+            regions=chunk.regions if self.layout["regions"] else None,
+        )
+        record = {
+            "consumed": int(consumed),
+            "counters": {key: int(v) for key, v in counters.items()},
+            "digest": _content_digest(chunk),
+        }
+        state = {"fingerprint": self.fingerprint, "layout": self.layout, "chunk": k, **record}
+        chunk.attrs = {_RESUME: json.dumps(state)}
+        write_features(self._chunk(k), chunk)  # validates; whole or not at all
+        self.records.append(record)
 
     def finish(
         self, *, label_names: Sequence[str], attrs: dict[str, Any], items: int | None = None
     ) -> None:
-        """Check the partial file is complete (``items`` input items consumed, every
-        dataset of one length, still the file this writer opened), add the per-file parts
-        and attributes, then rename it onto the output atomically and release the lock."""
-        f = self.f
+        """Check the partial directory is complete (``items`` input items consumed, still
+        the directory this writer opened, every chunk as this writer committed it), write
+        the chunks one after the other into the output, atomically, and remove the
+        partial directory and the lock."""
         if items is not None and self.consumed != items:
             raise FeatureFileError(
                 f"{self.partial}: {self.consumed} of {items} items written; not finishing "
                 f"an incomplete feature file (run the stage again to resume)"
             )
         try:
-            same = os.fstat(f.id.get_vfd_handle()).st_ino == os.stat(self.partial).st_ino
-        except (FileNotFoundError, ValueError):
+            same = os.stat(self.partial).st_ino == self._inode
+        except FileNotFoundError:
             same = False
         if not same:
             raise FeatureFileError(
                 f"{self.partial} was removed or replaced while this process wrote it; "
                 f"run the stage again"
             )
+        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
+            self._concatenate(f, label_names, attrs)
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self._lock.release()
+
+    def _concatenate(self, f: h5py.File, label_names: Sequence[str], attrs: dict[str, Any]):
+        lay = self.layout
+        for name in ("ids", "texts", "official_split", "skipped"):
+            _resizable(f, name, (), _STR)
+        _resizable(f, "labels", (lay["n_labels"],), np.uint8)
+        _resizable(f, "image", (lay["image_dim"],), np.float32)
+        _resizable(f, "text", (lay["text_dim"],), np.float32)
+        for key, dim in (("words", lay["text_dim"]), ("regions", lay["image_dim"])):
+            if not lay[key]:
+                continue
+            g = f.create_group(key)
+            _resizable(g, "embeddings", (dim,), np.float32)
+            _append(_resizable(g, "offsets", (), np.int64), np.zeros(1, np.int64))
+            if key == "words":
+                _resizable(g, "tokens", (), _STR)
+            else:
+                _resizable(g, "boxes", (4,), np.float32)
+        for k, record in enumerate(self.records):
+            chunk = self._read_chunk(k, record)
+            _append(f["ids"], np.asarray(chunk.ids, dtype=object))
+            _append(f["labels"], chunk.labels)
+            _append(f["image"], chunk.image)
+            _append(f["text"], chunk.text)
+            _append(f["texts"], np.asarray(chunk.texts, dtype=object))
+            _append(f["official_split"], np.asarray(chunk.official_split, dtype=object))
+            _append(f["skipped"], np.asarray(chunk.skipped, dtype=object))
+            for key in ("words", "regions"):
+                rag: Ragged | None = getattr(chunk, key)
+                if rag is None:
+                    continue
+                g = f[key]
+                base = int(g["offsets"][-1])
+                _append(g["embeddings"], rag.embeddings)
+                _append(g["offsets"], base + rag.offsets[1:])
+                if key == "words":
+                    _append(g["tokens"], np.asarray(rag.names, dtype=object))
+                else:
+                    _append(g["boxes"], rag.boxes)
         _write_array(f, "label_names", np.asarray(list(label_names), dtype=str))
         n = int(f["ids"].shape[0])
         for name in ("labels", "image", "text", "texts", "official_split"):
             _expect(f[name].shape[0] == n, str(self.partial), name, f"({n}, ...)", f[name].shape)
-        for key in ("words", "regions"):
-            if key in f:
-                off = f[key]["offsets"]
-                _expect(
-                    off.shape == (n + 1,), str(self.partial), f"{key}/offsets", n + 1, off.shape
-                )
-        full = base_attrs(
-            image_dim=int(f["image"].shape[1]),
-            text_dim=int(f["text"].shape[1]),
-            **self.counters,
-        )
+        full = base_attrs(image_dim=lay["image_dim"], text_dim=lay["text_dim"], **self.counters)
         full.update(attrs)
-        del f.attrs[_RESUME]
         for k, v in full.items():
             f.attrs[k] = json.dumps(v) if isinstance(v, dict | list | tuple) else v
-        f.close()
-        os.replace(self.partial, self.path)
-        self._lock.release()
 
     def close(self) -> None:
-        """Close without finishing: the partial file stays for a resume; the lock goes."""
-        try:
-            if self.f is not None and self.f.id.valid:
-                self.f.close()  # may fail on a full disk: the resume checks the content
-        finally:
-            self._lock.release()
+        """Stop without finishing: the partial directory stays for a resume; the lock goes."""
+        self._lock.release()
+
+
+def _chunk_index(name: str) -> int | None:
+    """``k`` for a committed chunk's file name (``chunk-000007.h5``: 7), else None."""
+    stem = name.removeprefix("chunk-").removesuffix(".h5")
+    return int(stem) if stem.isdigit() and name == _CHUNK.format(int(stem)) else None
 
 
 def _resizable(group: h5py.Group, name: str, row: tuple[int, ...], dtype: Any) -> h5py.Dataset:

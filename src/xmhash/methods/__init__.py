@@ -49,9 +49,11 @@ METHODS: dict[str, type[HashMethod]] = {
 
 def method_config(config: dict, dataset: str, method: str) -> dict:
     """A method's hyperparameters on one dataset: config.yaml's ``methods.<method>``,
-    updated by ``method_overrides.<dataset>.<method>`` (per-dataset settings, e.g. the
-    official code's values for that dataset's features)."""
-    over = (config.get("method_overrides") or {}).get(dataset, {}).get(method) or {}
+    updated by ``method_overrides.<benchmark or dataset>.<method>`` (per-dataset settings,
+    e.g. the official code's values for that benchmark's features; xmhash.plan)."""
+    from xmhash.plan import dataset_entry
+
+    over = dataset_entry(config, ("method_overrides",), dataset).get(method, {})
     return {**(config["methods"].get(method) or {}), **over}
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -56,6 +57,10 @@ MODEL_FORMAT = 1
 
 class ConfigError(ValueError):
     """A configuration block is wrong; the message names the block and the key."""
+
+
+class ModelFileError(ValueError):
+    """A ``model.pt`` that is damaged or of another format; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- params
@@ -297,6 +302,17 @@ class DeepMethod(HashMethod):
     def on_epoch_end(self, epoch: int) -> None:
         pass
 
+    def epoch_log(self) -> dict[str, float]:
+        """Columns the method adds to the epoch's row of ``train_log.csv`` besides the
+        mean loss terms (e.g. a range over the epoch's items); read once per epoch."""
+        return {}
+
+    def training_diagnostics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keys for the training summary once training is done, from the epoch rows:
+        ``warnings`` (sentences; the evaluation copies them into ``metrics.json``) and
+        structured fields, e.g. a mechanism that switched itself off."""
+        return {}
+
     def batches(self, epoch: int, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         bs = self.params.batch_size
         perm = torch.randperm(n, generator=generator)
@@ -439,9 +455,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> H
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no trained model at {path}: run the train stage first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: model format {blob.get('format')}, expected {MODEL_FORMAT}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # truncated, damaged
+        reason = str(e).split(". ")[0] or type(e).__name__
+        raise ModelFileError(
+            f"{path}: not a readable model file, truncated or damaged ({reason}); train it "
+            f"again: snakemake {path} --force"
+        ) from None
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        found = blob.get("format") if isinstance(blob, dict) else None
+        raise ModelFileError(f"{path}: model format {found}, expected {MODEL_FORMAT}")
     cls = get_method(blob["method"])
     method = cls(
         cls.Params.from_config(blob["params"], f"{path}:params"),

@@ -23,6 +23,22 @@ Codes are sign(h). Loss per batch:
   R(w) = gamma (w^2/2 - w) (linear) or -gamma w (hard);
 * L = lamda mean_i [w_i l_i + R(w_i)] + alpha L_CHL.
 
+Where the weights die: codes and centres are unit vectors, so the logits are cosines in
+[-1, 1]. All C classes at once reach at best p* = e / (e + (C-1) e^(-1/(C-1))) (the centres
+a regular simplex, each item on its centre; ``best_label_mass``), so the difficulty stays
+at or above 2 L_q(p*) (``difficulty_floor``: 2.72 for 10 classes, 4.00 for 20, 7.04 for
+100, 8.36 for 200) and the linear weight at or below 1 - floor/gamma
+(``weight_ceiling``: 0.092 at Wikipedia's gamma 3, 0.20 at XMedia's 5). One item alone
+can go lower (1.58 for 10 classes, every other centre antipodal to it), only at the other
+classes' expense. The official gammas sit just above the floors; the difficulty of real
+codes sits far above them, so the weights can all be 0 (real Wikipedia features,
+docs/noisy_labels.md: none from epoch 6 on, for 28 epochs up to the whole run), and with
+every weight 0 the CAL term is 0: RSHNL then trains on CHL alone, without labels.
+``train_log.csv`` records the share of items with a nonzero weight (``weight_nonzero``)
+and the epoch's difficulty range; when the share stays under 1 % for 5 epochs after the
+warm-up, the training summary and ``metrics.json`` carry a warning and ``self_paced``
+(gamma, the epochs, the difficulty range, the floor).
+
 Adam (lr 1e-4, both networks), batch 256, 150 epochs; the official code keeps the epoch
 with the best clean-validation mAP (``training.select: val`` / ``noise.select: val``).
 Per-dataset defaults (code comments, order wiki / xmedia / INRIA-Websearch / xmedianet):
@@ -60,10 +76,11 @@ Remaining differences (deviations) from the official code:
 * Batches follow the shared trainer: seeded by (seed, epoch), drop_last (the official
   loader keeps the last short batch: XMedia 15 x 256 + 160).
 * Codes are x >= 0 (sign(0) = 0 in the official code); Hamming ties are broken by a
-  fixed-seed permutation (numpy's unstable argsort in the official evaluator). This also
-  holds for model selection: on a tiny validation set the two rules can pick different
-  epochs (measured: 3 of 6 seeds bit-identical codes, the others apart only by the
-  selected epoch; docs/official.md).
+  fixed-seed permutation (numpy's unstable argsort in the official evaluator). Model
+  selection ranks the epochs by the tie-aware validation mAP (``training.select_metric``,
+  default ``tie_aware``), which no tie rule moves; under a tie rule (``map``) a tiny
+  validation set lets the rule pick the epoch (measured: 3 of 6 seeds bit-identical
+  codes, the others apart only by the selected epoch; docs/official.md).
 * The per-sample weights recorded for the report (``sample_weights``) are computed for
   every training item in one pass with the selected model, not logged per mini-batch.
 """
@@ -126,6 +143,41 @@ def self_paced(
         return w, gamma * (w.pow(2) / 2 - w)
     w = (ell < gamma).to(ell.dtype)
     return w, -gamma * w
+
+
+def best_label_mass(n_classes: int, alone: bool = False) -> float:
+    """The largest label mass p every class can reach at once: codes and centres are unit
+    vectors, so the logits are cosines in [-1, 1], and C unit centres are at best a
+    regular simplex (pairwise cosine -1/(C-1), which needs bits >= C-1), each item on its
+    class's centre: p* = e / (e + (C-1) e^(-1/(C-1))); 0.252 for 10 classes, 0.131 for 20.
+    ``alone``: what one item can reach, 1 / (1 + (C-1) e^-2) (0.451 for 10 classes), with
+    every other centre antipodal to it, so only at the other classes' expense."""
+    c = int(n_classes)
+    if c < 2:
+        return 1.0
+    if alone:
+        return 1 / (1 + (c - 1) * math.exp(-2))
+    return math.e / (math.e + (c - 1) * math.exp(-1 / (c - 1)))
+
+
+def difficulty_floor(n_classes: int, q: float, alone: bool = False) -> float:
+    """The smallest difficulty l = L_q(p_img) + L_q(p_txt) all classes reach together:
+    2 L_q(p*) with p* from :func:`best_label_mass` (2.72 for 10 classes at q = 0.01;
+    ``alone``: one item's, 1.58)."""
+    p = best_label_mass(n_classes, alone)
+    return 2 * float(lq_loss(torch.tensor(p, dtype=torch.float64), q))
+
+
+def weight_ceiling(n_classes: int, q: float, gamma: float) -> float:
+    """The largest linear self-paced weight max(0, 1 - l/gamma) at the difficulty floor:
+    0.092 for 10 classes at gamma = 3; 0 when gamma is at or below the floor."""
+    return max(0.0, 1 - difficulty_floor(n_classes, q) / gamma)
+
+
+# a mechanism is off when fewer than this share of the items have a nonzero weight ...
+DEAD_SHARE = 0.01
+# ... for at least this many consecutive epochs after the warm-up
+DEAD_EPOCHS = 5
 
 
 # --------------------------------------------------------------------------- networks
@@ -281,6 +333,7 @@ class RSHNL(CentreHashing):
         else:
             w, reg = torch.ones_like(ell), torch.zeros_like(ell)
         self._last_weights = w.detach()
+        self._track_difficulty(ell.detach())
         cal = (w * ell + reg).mean()
         chl = contrastive_lq(h_img, h_txt, p.tau, p.q)
         return {
@@ -289,7 +342,65 @@ class RSHNL(CentreHashing):
             "chl": chl,
             "difficulty": ell.detach().mean(),
             "weight": w.mean(),
+            "weight_nonzero": (w > 0).to(w.dtype).mean(),
         }
+
+    def _track_difficulty(self, ell: torch.Tensor) -> None:
+        """The epoch's smallest and largest per-item difficulty, kept on the device."""
+        lo, hi = ell.min(), ell.max()
+        have = getattr(self, "_range", None)
+        self._range = (lo, hi) if have is None else (have[0].minimum(lo), have[1].maximum(hi))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self._range = None
+
+    def epoch_log(self) -> dict[str, float]:
+        if getattr(self, "_range", None) is None:
+            return {}
+        lo, hi = torch.stack(self._range).tolist()
+        return {"difficulty_min": lo, "difficulty_max": hi}
+
+    def training_diagnostics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """``self_paced``: the share of items with a nonzero weight per epoch, and, when it
+        stays below 1 % for 5 epochs after the warm-up, a warning naming gamma, the
+        difficulty range of those epochs and the floor the cosine logits put on it."""
+        p = self.params
+        if not p.self_paced:
+            return {}
+        rows = [r for r in history if r["epoch"] > p.tp and "weight_nonzero" in r]
+        runs, run = [], []
+        for r in rows:  # runs of consecutive epochs below the share; the longest counts
+            run = [*run, r] if r["weight_nonzero"] < DEAD_SHARE else []
+            runs.append(run)
+        dead = max(runs, key=len, default=[])
+        dead = dead if len(dead) >= DEAD_EPOCHS else []
+        n_classes = self.net.centres.layers[0].in_features if self.net.centres else 0
+        floor = difficulty_floor(n_classes, p.q)
+        info: dict[str, Any] = {
+            "gamma": p.gamma,
+            "n_classes": n_classes,
+            "difficulty_floor": floor,
+            "difficulty_floor_one_item": difficulty_floor(n_classes, p.q, alone=True),
+            "weight_ceiling": weight_ceiling(n_classes, p.q, p.gamma),
+            "nonzero_share": [round(r["weight_nonzero"], 6) for r in rows],
+            "switched_off": bool(dead),
+        }
+        if not dead:
+            return {"self_paced": info}
+        lo = min(r.get("difficulty_min", r["difficulty"]) for r in dead)
+        hi = max(r.get("difficulty_max", r["difficulty"]) for r in dead)
+        info.update(off_epochs=[dead[0]["epoch"], dead[-1]["epoch"]], difficulty_range=[lo, hi])
+        warning = (
+            f"self-paced weights switched off: under {DEAD_SHARE:.0%} of the training items "
+            f"had a nonzero weight in epochs {dead[0]['epoch']}-{dead[-1]['epoch']} "
+            f"(gamma = {p.gamma:g}, difficulty {lo:.2f}-{hi:.2f}); with unit-norm codes and "
+            f"centres the logits are cosines, so {n_classes} classes together keep the "
+            f"difficulty at or above {floor:.2f} (one item alone "
+            f"{info['difficulty_floor_one_item']:.2f}) and the weight at or below "
+            f"{info['weight_ceiling']:.3f}: gamma must lie well above the difficulty range "
+            "for the weights to select items"
+        )
+        return {"self_paced": info, "warnings": [warning]}
 
     def loss(self, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         """The objective, plus (noisy-label track only, diagnostics) the mean weight of

@@ -50,9 +50,10 @@ Remaining differences (deviations) from the official code:
   Hamming ties are broken by a fixed-seed permutation (numpy's unstable argsort there).
 * **Non-negative features** (counts, topic proportions) are centred on their training
   mean before the MLPs (``centre_inputs: auto``, :mod:`xmhash.methods.inputs`); the
-  official code feeds raw VGG / BoW features, and CLIP-like features pass unchanged. On
-  the ``demo_bow`` demo UCCH learns with or without it (T->I above I->T), so the weak
-  T->I reported on real Wikipedia features is not reproduced by the demo's generator.
+  official code feeds raw VGG / BoW features (the paper configs set ``never``), and
+  CLIP-like features pass unchanged. On the ``demo_bow`` demo UCCH learns with or
+  without it (T->I above I->T), so the weak T->I reported on real Wikipedia features is
+  not reproduced by the demo's generator.
 * The learning-rate milestones are counted in epochs but stepped per batch by the
   trainer (milestone e fires after e * steps_per_epoch batches: the same schedule; none
   fires in the 20-epoch README schedule).

@@ -20,6 +20,14 @@ from xmhash.io import atomic_path  # noqa: E402
 _RUN = re.compile(r"noise(?P<noise>[^/]+)/(?P<method>[^/]+)/(?P<bits>\d+)bits/seed\d+/")
 
 
+def panel_title(method: str, noise: str, weights: np.ndarray, flipped: np.ndarray) -> str:
+    """The AUC of the weights' separation of flipped from clean items; when every weight
+    is 0 the mechanism switched itself off, and an AUC of 0.5 would hide that."""
+    if not np.any(weights):
+        return f"{method}, noise {noise}: every weight 0 (switched off)"
+    return f"{method}, noise {noise}: AUC {separation_auc(weights, flipped):.3f}"
+
+
 def weights_histogram(paths: Sequence[str], out: str, title: str = "") -> None:
     """Pool the ``sample_weights.npz`` files of each (noise, method) over bits and seeds;
     methods whose weights are uniform (plain losses) are left out."""
@@ -60,7 +68,7 @@ def weights_histogram(paths: Sequence[str], out: str, title: str = "") -> None:
             ax.hist(w[~f], bins=bins, alpha=0.6, density=True, label=f"clean ({(~f).sum()})")
             ax.hist(w[f], bins=bins, alpha=0.6, density=True, label=f"flipped ({f.sum()})")
             ax.set(
-                title=f"{method}, noise {noise}: AUC {separation_auc(w, f):.3f}",
+                title=panel_title(method, noise, w, f),
                 xlabel=f"weight ({runs[0]['kind']})",
                 ylabel="density",
             )

@@ -13,7 +13,7 @@ over seeds with a band of ± one standard deviation.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,3 +328,27 @@ def training_curves(
         note += f"; closed form (no epochs): {', '.join(map(display_name, closed))}"
     fig.suptitle(f"{dataset}: training curves")
     return save_figure(fig, out, note, legend=False)
+
+
+# the figures of one dataset, each written as .png and .pdf (the plots rule's outputs)
+DATASET_PLOTS = ("map_vs_bits", "pr", "pn", "training")
+
+
+def dataset_plots(
+    metrics_tsv: str,
+    curves_tsv: str,
+    history_csvs: Sequence[str],
+    dataset: str,
+    out: Mapping[str, str],
+    methods: Sequence[str] | None = None,
+) -> None:
+    """Every figure of :data:`DATASET_PLOTS` for one dataset; ``out`` maps each name, and
+    the name with ``_pdf`` (and ``_svg`` where given), to its file."""
+
+    def paths(name: str) -> list[str]:
+        return [out[k] for k in (name, f"{name}_pdf", f"{name}_svg") if k in out.keys()]
+
+    map_vs_bits(metrics_tsv, dataset, paths("map_vs_bits"), methods=methods)
+    for kind in ("pr", "pn"):
+        curves(curves_tsv, metrics_tsv, dataset, paths(kind), kind=kind, methods=methods)
+    training_curves(history_csvs, dataset, paths("training"), methods=methods)

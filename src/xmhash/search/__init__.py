@@ -9,10 +9,10 @@ Example::
     print([(h.distance, h.id) for h in hits])
 
 A run directory holds ``model.pt`` (the trained hash functions) and ``codes.h5`` (the
-database codes); the feature file the codes were exported from (recorded in ``codes.h5``)
-names the encoder and holds the database items' texts and labels. Queries go through the
-same encoder, then the method's ``encode``, so a query for an item's own text hashes to
-that item's own text code.
+database codes); the feature file the codes were exported from (recorded in ``codes.h5``
+by path and content digest; any other file is refused) names the encoder and holds the
+database items' texts and labels. Queries go through the same encoder, then the method's
+``encode``, so a query for an item's own text hashes to that item's own text code.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from xmhash.bits import pack
 from xmhash.codes import Codes, load_codes
 from xmhash.device import resolve_device
 from xmhash.features.store import read_attrs, read_features
+from xmhash.provenance import file_digest
 from xmhash.search.index import BACKENDS, build_index
 
 log = logging.getLogger(__name__)
@@ -92,27 +93,54 @@ def _check_same_encoder(features: Path, made: dict[str, Any], loaded: dict[str, 
 
 
 def _feature_file(run_dir: Path, codes: Codes, features: str | os.PathLike | None) -> Path:
+    """The feature file of the run: ``features`` if given, else the one ``codes.h5``
+    records, found from the run directory; either way refused unless it is, by content, the
+    file the codes were exported from."""
+    recorded = codes.attrs.get("features")
     if features is not None:
         path = Path(features)
         if not path.is_file():
             raise SearchError(f"feature file {path} (--features) does not exist")
-        return path
-    recorded = codes.attrs.get("features")
-    if not recorded:
+    elif not recorded:
         raise SearchError(
             f"{run_dir}/codes.h5 does not record its feature file: pass features=... (--features)"
         )
-    # recorded relative to the workflow directory: try the working directory, then each
-    # directory above the run (results/{dataset}/{method}/{bits}bits/seed{seed} sits 4 deep)
-    candidates = [Path(recorded)] + [up / recorded for up in run_dir.resolve().parents]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise SearchError(
-        f"feature file of {run_dir} not found: codes.h5 records {recorded}, which is neither "
-        f"under the working directory nor under a directory above the run (was the run "
-        f"moved out of its workflow?); pass the feature file with features=... (--features)"
-    )
+    else:
+        # recorded relative to the workflow directory: the nearest directory above the run
+        # that holds it (results/{dataset}/{method}/{bits}bits/seed{seed} sits 4 deep), then
+        # the working directory, for a run moved out of its workflow
+        candidates = [up / recorded for up in run_dir.resolve().parents] + [Path(recorded)]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise SearchError(
+                f"feature file of {run_dir} not found: codes.h5 records {recorded}, which is "
+                f"under no directory above the run nor under the working directory (was the "
+                f"run moved out of its workflow?); pass the feature file with features=... "
+                f"(--features)"
+            )
+    _check_digest(run_dir / "codes.h5", codes, path)
+    return path
+
+
+def _check_digest(codes_file: Path, codes: Codes, path: Path) -> None:
+    """Refuse a feature file other than the one the codes came from: its encoder, texts and
+    labels would be served against codes of other items."""
+    want = codes.features_digest
+    if want is None:
+        raise SearchError(
+            f"{codes_file} does not record the content digest of its feature file (it was "
+            f"exported by an older xmhash), so nothing tells whether {path} is the file its "
+            f"codes came from: re-export the codes (a plain snakemake does it, or "
+            f"snakemake {codes_file} --force) and search again"
+        )
+    got = file_digest(path)
+    if got != want:
+        raise SearchError(
+            f"{path} is not the feature file the codes of {codes_file} were exported from: "
+            f"they came from {codes.attrs.get('features')} with content {want}, {path} has "
+            f"content {got}. Pass the run's own feature file with --features; if the "
+            f"features were rebuilt since, rerun snakemake to retrain and re-export the run"
+        )
 
 
 class Searcher:
@@ -145,14 +173,6 @@ class Searcher:
         self.attrs = read_attrs(self.features)
         feats = read_features(self.features, parts=["texts"])
         rows = self.codes.database.index
-        if rows.size and (
-            rows.max() >= len(feats) or list(feats.ids[rows]) != list(self.codes.database.ids)
-        ):
-            raise SearchError(
-                f"{self.features} does not hold the database items of "
-                f"{self.run_dir / 'codes.h5'} (their ids differ): pass the feature file the "
-                f"codes were exported from with features=... (--features)"
-            )
         self.texts = feats.texts[rows] if feats.texts is not None else None
         self.labels = feats.labels[rows]
         self.label_names = np.asarray(feats.label_names)

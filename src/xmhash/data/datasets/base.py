@@ -13,8 +13,6 @@ is the dataset's config block (``datasets.<name>``). It returns the counts it re
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 
 from xmhash.data.download import Remote, extract
 from xmhash.data.prepared import PreparedError
+from xmhash.io import scratch_path
 
 Prepare = Callable[[dict[str, Path], Path, dict[str, Any]], dict[str, Any]]
 
@@ -48,9 +47,16 @@ class Source:
     licence: str = ""
     user_supplies: str = "nothing"
     options: dict[str, Any] = field(default_factory=dict)  # option -> default
+    # the option naming a folder that holds the official files already unpacked: when it
+    # is set, nothing is downloaded and the source reads that folder
+    folder: str | None = None
 
     def file_names(self) -> list[str]:
         return [f.name for f in self.files]
+
+    def remotes(self, options: dict[str, Any]) -> tuple[Remote, ...]:
+        """The files to download under ``options`` (none when its folder is set)."""
+        return () if self.folder and options.get(self.folder) else self.files
 
 
 def require(path: Path, what: str) -> Path:
@@ -92,18 +98,34 @@ def check_images(root: Path, relpaths: list[str], enabled: bool = True) -> None:
 @contextmanager
 def workdir(out: Path) -> Iterator[Path]:
     """A scratch directory beside ``out`` (same file system, so moves are renames),
-    removed afterwards whatever happens."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    removed afterwards whatever happens (after a kill, when the job starts again). A
+    :class:`DatasetError` raised inside names the archive a file was unpacked from, not
+    the scratch directory, which is gone by the time the user reads it."""
+    with scratch_path(out, suffix=".work", directory=True) as tmp:
+        try:
+            yield tmp
+        except DatasetError as e:
+            raise DatasetError(_user_paths(str(e), tmp)) from None
+
+
+_FROM = ".{}.archive"  # beside an unpacked folder: the path of its archive
+
+
+def _user_paths(message: str, work: Path) -> str:
+    """``message`` with the paths into ``work`` named by the archive they came from."""
+    for marker in sorted(work.glob(_FROM.format("*"))):
+        folder = work / marker.name.removeprefix(".").removesuffix(".archive")
+        archive = marker.read_text()
+        message = message.replace(f"{folder}/", f"{archive}: its ").replace(str(folder), archive)
+    return message.replace(f"{work}/", "the unpacked archives' ")
 
 
 def unpack(archive: Path, into: Path) -> Path:
-    """Extract ``archive`` into a fresh subdirectory of ``into`` named after it."""
-    return extract(archive, into / archive.name.split(".")[0])
+    """Extract ``archive`` into a fresh subdirectory of ``into`` named after it (and
+    record where it came from, for the messages of :func:`workdir`)."""
+    target = extract(archive, into / archive.name.split(".")[0])
+    (into / _FROM.format(target.name)).write_text(str(archive))
+    return target
 
 
 def find_dir(root: Path, marker: str, what: str, archive: Path | None = None) -> Path:

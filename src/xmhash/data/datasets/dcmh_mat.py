@@ -13,7 +13,10 @@ of the UCCH code (``src/cmdataset.py``, the ``*_fea`` loaders): the last Q rows 
 queries (2,000 for MIRFlickr and IAPR, 2,100 for NUS-WIDE, 5,000 for MS-COCO) and every
 other row is a retrieval item and a training item; with ``split: {official: true, train:
 all, val_from: train}`` the split trains on all of them (18,015 for MIRFlickr) and selects
-the epoch on the first ``val`` of them, as that code does.
+the epoch on the first ``val`` of them, as that code does. A file that stores its split as
+index vectors names them instead: ``train_index_key`` and ``query_index_key`` (field paths in
+``index_mat``, by default the label file; MATLAB's 1-based indices or 0/1 masks) mark the
+training rows ``train`` and the queries ``query``; every other row is ``database``.
 
 With the raw-pixel array (``mirflickr25k-iall.mat``, ``IAll``: a v7.3 file that h5py reads
 as (N, 3, W, H) uint8, i.e. MATLAB's (H, W, 3, N); DJSRH transposes each image (2, 1, 0)
@@ -31,8 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from xmhash.data.datasets.base import DatasetError, Source, require, workdir
-from xmhash.data.datasets.matfile import class_ids_to_multihot, load_mat, take
+from xmhash.data.datasets.base import DatasetError, Source, require, setting, workdir
+from xmhash.data.datasets.matfile import (
+    class_ids_to_multihot,
+    declared_layout,
+    load_mat,
+    take,
+    transposed_hint,
+)
 from xmhash.data.prepared import Item, write_prepared
 
 ENCODER = "mat"
@@ -46,8 +55,7 @@ def _array(options: dict[str, Any], part: str) -> tuple[np.ndarray, Path]:
             f"the .mat file and its array (e.g. {_EXAMPLE[part]})"
         )
     path = Path(path).expanduser()
-    mat = load_mat(path)
-    arr = np.asarray(mat[key]) if key in mat else take(mat, path, key)
+    arr = take(load_mat(path), path, key, ndim=None, **declared_layout(options, f"{part}_layout"))
     if part == "label" and arr.shape[0] == 1 and arr.ndim == 2:
         arr = arr.reshape(-1)  # a row vector of class ids
     if part != "label" and arr.ndim != 2:
@@ -85,12 +93,8 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
             flipped = arr.ndim == 2 and arr.shape[1] == n
             raise DatasetError(
                 f"{path}: {options[part + '_key']} has {arr.shape[0]} rows, expected {n} "
-                f"(the rows of the other two files)"
-                + (
-                    f"; its shape {arr.shape} looks transposed: save it as (N, D)"
-                    if flipped
-                    else ""
-                )
+                f"(the rows of the other two arrays)"
+                + (transposed_hint(**declared_layout(options, f"{part}_layout")) if flipped else "")
             )
     names = list(options.get("label_names") or [f"label{j}" for j in range(labels.shape[1])])
     if len(names) != labels.shape[1]:
@@ -127,9 +131,51 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
     }
 
 
+def _indices(options: dict[str, Any], key_option: str, n: int) -> np.ndarray:
+    """The rows named by the index vector at ``options[key_option]`` (1-based indices or a
+    0/1 mask of ``n`` entries) as 0-based row numbers."""
+    path = Path(options.get("index_mat") or options.get("label_mat") or "").expanduser()
+    key = options[key_option]
+    arr = take(load_mat(path), path, key, ndim=1)
+    if arr.size == n and np.isin(arr, (0, 1)).all() and (arr == 0).any():  # a 0/1 mask
+        return np.flatnonzero(arr)
+    if arr.size == 0 or (arr != np.round(arr)).any() or arr.min() < 1 or arr.max() > n:
+        raise DatasetError(
+            f"{path}: {key} ({setting(options, key_option)}) must hold MATLAB's 1-based row "
+            f"indices between 1 and {n} (or a 0/1 mask of {n} entries); it has values "
+            f"{arr.min() if arr.size else '-'}..{arr.max() if arr.size else '-'}"
+        )
+    return arr.astype(np.int64) - 1
+
+
 def _official_split(options: dict[str, Any], n: int, where: Path) -> np.ndarray | None:
-    """``query`` for the last ``official_query`` rows, ``train`` for the others."""
+    """``query`` for the last ``official_query`` rows, ``train`` for the others; or the
+    rows of the index vectors ``query_index_key``/``train_index_key`` (others
+    ``database``)."""
     q = options.get("official_query")
+    if options.get("query_index_key"):
+        if q is not None:
+            raise DatasetError(
+                f"config.yaml: {setting(options, 'official_query')} and "
+                f"{setting(options, 'query_index_key')} both set the queries; keep one"
+            )
+        split = np.full(n, "database", dtype=object)
+        if options.get("train_index_key"):
+            split[_indices(options, "train_index_key", n)] = "train"
+        query = _indices(options, "query_index_key", n)
+        if (split[query] == "train").any():
+            raise DatasetError(
+                f"config.yaml: {setting(options, 'query_index_key')} and "
+                f"{setting(options, 'train_index_key')} share rows; the queries must be "
+                "held out of training"
+            )
+        split[query] = "query"
+        return split.astype(str)
+    if options.get("train_index_key"):
+        raise DatasetError(
+            f"config.yaml: {setting(options, 'train_index_key')} needs "
+            f"{setting(options, 'query_index_key')} (the official queries)"
+        )
     if q is None:
         return None
     if not 0 < int(q) < n:

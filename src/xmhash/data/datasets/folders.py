@@ -15,11 +15,14 @@ pair shares a label, not content). The label is the class folder (single-label).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from xmhash.data.datasets.base import DatasetError, check_images, option, setting
 from xmhash.data.prepared import Item, write_prepared
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 
@@ -53,6 +56,7 @@ def prepare_folders(dataset: str, out: Path, options: dict[str, Any]) -> dict[st
     texts = _by_class(root / "texts", {".txt"})
     names = sorted(set(images) | set(texts))
     items, unpaired = [], 0
+    texts_used: dict[Path, str] = {}  # each text file read once (class pairing reuses them)
     for c, cls in enumerate(names):
         imgs, txts = images.get(cls, []), texts.get(cls, [])
         if pairing == "class":
@@ -65,16 +69,25 @@ def prepare_folders(dataset: str, out: Path, options: dict[str, Any]) -> dict[st
             pairs = [(im, by_stem[im.stem]) for im in imgs if im.stem in by_stem]
             unpaired += len(imgs) + len(txts) - 2 * len(pairs)
         for im, tx in pairs:
+            if tx not in texts_used:
+                texts_used[tx] = " ".join(tx.read_text(errors="replace").split())
             items.append(
                 Item(
-                    id=f"{cls}/{im.stem}",
-                    image=f"{cls}/{im.name}",
-                    text=" ".join(tx.read_text(errors="replace").split()),
-                    labels=[c],
+                    id=f"{cls}/{im.stem}", image=f"{cls}/{im.name}", text=texts_used[tx], labels=[c]
                 )
             )
     if not items:
         raise DatasetError(f"{root}: no image-text pairs found (pairing: {pairing})")
+    empty = sorted({str(tx.relative_to(root)) for tx in texts_used if not texts_used[tx]})
+    if empty:
+        log.warning(
+            "%s: %d of %d text files are empty (%s); their items are kept, and their "
+            "text embedding is that of the empty string",
+            root,
+            len(empty),
+            len(texts_used),
+            ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else ""),
+        )
     check_images(root / "images", [it.image for it in items], option(options, "check_images", True))
     counts = {
         "kept": len(items),

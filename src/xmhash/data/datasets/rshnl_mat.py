@@ -11,6 +11,11 @@ Four layouts, by ``format`` (keys as the RSHNL loaders read them):
 * ``xmedianet``: ``train``/``valid``/``test`` cell arrays of 5 views (0 image, 1 text)
   and ``train_labels``/``valid_labels``/``test_labels`` (view-0 labels used).
 
+A file that stores the same arrays under other names, or inside a MATLAB struct, declares
+where each one is: ``keys`` maps a key of the format to a field path of the file (e.g.
+``{train_imgs_deep: data.img_tr}``); ``layout: columns`` reads arrays stored one item per
+column (D x N).
+
 Imported as the feature file of encoder key ``mat`` with the official split recorded:
 train -> ``train``, validation -> ``val``, test -> ``query``.
 """
@@ -22,8 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from xmhash.data.datasets.base import DatasetError, Source, option
-from xmhash.data.datasets.matfile import class_ids_to_multihot, load_mat, take
+from xmhash.data.datasets.base import DatasetError, Source, option, setting
+from xmhash.data.datasets.matfile import (
+    class_ids_to_multihot,
+    declared_layout,
+    field,
+    load_mat,
+    take,
+)
 
 ENCODER = "mat"
 _KEYS = {  # format -> part -> (image key, text key, label key)
@@ -46,12 +57,27 @@ _SPLIT = {"tr": "train", "val": "val", "te": "query"}
 
 
 def _cell(mat: dict[str, Any], path: Path, key: str, view: int) -> np.ndarray:
-    if key not in mat:
-        raise DatasetError(f"{path}: key {key!r} missing (keys: {sorted(mat)})")
-    cells = np.asarray(mat[key]).reshape(-1)
+    cells = np.asarray(field(mat, path, key)).reshape(-1)
     if view >= len(cells):
         raise DatasetError(f"{path}: {key} has {len(cells)} views, expected 5")
     return np.asarray(cells[view])
+
+
+def _key_names(options: dict[str, Any], fmt: str):
+    """The field path of each key of the format: the key itself, or its ``keys`` entry."""
+    known = (
+        {k for keys in _KEYS[fmt].values() for k in keys}
+        if fmt in _KEYS
+        else {"train", "valid", "test", "train_labels", "valid_labels", "test_labels"}
+    )
+    renamed = dict(options.get("keys") or {})
+    for key in renamed:
+        if key not in known:
+            raise DatasetError(
+                f"config.yaml: {setting(options, 'keys')}: {key!r} is not a key of the "
+                f"{fmt} format (its keys: {', '.join(sorted(known))})"
+            )
+    return lambda key: renamed.get(key, key)
 
 
 def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -62,17 +88,20 @@ def import_features(files: dict[str, Path], out: Path, options: dict[str, Any]) 
         raise DatasetError("config.yaml: datasets.<name>.mat must name the feature .mat file")
     path = Path(options["mat"]).expanduser()
     mat = load_mat(path)
+    name = _key_names(options, fmt)
     parts = []  # (split name, image, text, label ids)
     if fmt == "xmedianet":
         for key, split in (("train", "train"), ("valid", "val"), ("test", "query")):
-            img, txt = _cell(mat, path, key, 0), _cell(mat, path, key, 1)
-            lab = _cell(mat, path, f"{key}_labels", 0)
+            img, txt = _cell(mat, path, name(key), 0), _cell(mat, path, name(key), 1)
+            lab = _cell(mat, path, name(f"{key}_labels"), 0)
             parts.append((split, img, txt, lab))
     elif fmt in _KEYS:
-        for part, (ik, tk, lk) in _KEYS[fmt].items():
-            img = take(mat, path, ik)
-            txt = take(mat, path, tk, rows=img.shape[0])
-            lab = np.asarray(mat[lk]) if lk in mat else take(mat, path, lk)
+        layout = declared_layout(options, "layout")
+        for part, keys in _KEYS[fmt].items():
+            ik, tk, lk = (name(k) for k in keys)
+            img = take(mat, path, ik, **layout)
+            txt = take(mat, path, tk, rows=img.shape[0], **layout)
+            lab = take(mat, path, lk, ndim=None, **layout)
             if lab.shape[0] != img.shape[0] and lab.size != img.shape[0]:
                 raise DatasetError(
                     f"{path}: {lk} has {lab.shape[0]} rows, expected "
@@ -126,5 +155,5 @@ SOURCE = Source(
     size="XMedia 20 classes; Wikipedia 2,173/231/462; XMediaNet 32,000/4,000/4,000",
     licence="as the original dataset (registration-only for the PKU sets)",
     user_supplies="the .mat feature file",
-    options={"format": "xmedia"},
+    options={"format": "xmedia", "layout": "rows"},
 )
