@@ -64,6 +64,16 @@ def small_bow_demo():
 
 
 @pytest.fixture(scope="session")
+def small_histogram_demo(small_bow_demo):
+    """``small_bow_demo`` with L1-normalised visual-word rows, as real SIFT bag-of-words
+    features are published (Wikipedia): each row a histogram summing to 1."""
+    import dataclasses
+
+    image = small_bow_demo.image / small_bow_demo.image.sum(1, keepdims=True)
+    return dataclasses.replace(small_bow_demo, image=image.astype(np.float32))
+
+
+@pytest.fixture(scope="session")
 def small_demo_file(small_demo, tmp_path_factory) -> Path:
     from xmhash.features.store import write_features
 

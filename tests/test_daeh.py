@@ -118,3 +118,14 @@ def test_non_negative_text_features_yield_confidently_dissimilar_pairs(small_bow
     labels = torch.as_tensor(small_bow_demo.labels[:400]).float()
     same = (labels @ labels.T) > 0
     assert (conf[~same] == -1).float().mean() > 2 * (conf[same] == -1).float().mean()
+
+
+def test_students_start_apart_on_small_histograms(small_histogram_demo):
+    """L1-normalised histograms have rows of norm ~0.1: unscaled, the first layer's bias
+    outweighs the item and the image student starts with almost one code for every item."""
+    data = train_data(small_histogram_demo, 400)
+    torch.manual_seed(0)
+    m = DAEH(DAEHParams(hidden=64, teacher_hidden=64), bits=16, image_dim=128, text_dim=10)
+    m.setup(data)
+    codes = m.encode(Items(image=small_histogram_demo.image[:400]), "image")
+    assert len(np.unique(codes, axis=0)) > 10  # unscaled: 6

@@ -27,16 +27,8 @@ DEMOS = ["demo_default", "demo_bow"]
 MARGIN = 0.05  # mAP@all above LSH, each direction
 # methods that beat LSH on a demo, but not by MARGIN on every seed: the margin they do
 # keep there (measured well inside it, so that a change at tolerance level cannot flip
-# the check), with the reason (README says so)
-KNOWN_LIMITS = {
-    ("ucmfh", "demo_bow"): (
-        0.02,
-        "UCMFH learns from the instance-level contrast of paired tokens only, with no "
-        "similarity target; on visual-word counts (a weak instance signal) it sits at the "
-        "margin: I->T 0.047 and T->I 0.044 above LSH on this seed, 0.067 and 0.053 over "
-        "three seeds; more epochs or a larger fusion lr make it worse",
-    ),
-}
+# the check), with the reason (README says so); none at present
+KNOWN_LIMITS: dict[tuple[str, str], tuple[float, str]] = {}
 CASES = [(method, demo) for method in UNSUPERVISED for demo in DEMOS]
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import train_data
-from test_djsrh import batch_of, make
+from test_djsrh import assert_codes_spread_on_wikipedia, batch_of, make
 
-from xmhash.methods.base import Items
+from xmhash.methods.base import Items, TrainData
 from xmhash.methods.dgcpn import DGCPN, DGCPNParams, binary, dgcpn_terms
-from xmhash.methods.joint import graph_coherence_similarity
+from xmhash.methods.joint import graph_coherence_similarity, neighbours_of
 
 
 def test_loss_terms_by_hand():
@@ -87,14 +87,47 @@ def test_encode_gives_pm1_codes_for_both_modalities(small_demo):
     assert (m.encode(items, "image") == m.encode(items, "image")).all()
 
 
-def test_text_output_layer_starts_from_the_official_normal():
+def test_text_output_layer_starts_from_the_official_normal_for_raw_inputs():
     torch.manual_seed(0)
-    m = DGCPN(DGCPNParams(hidden=2048), bits=64, image_dim=8, text_dim=8, seed=0)
+    raw = DGCPNParams(hidden=2048, unit_inputs=False)
+    m = DGCPN(raw, bits=64, image_dim=8, text_dim=8, seed=0)
     w_text, w_image = m.net.text[-1].weight, m.net.image[-1].weight
     assert w_text.std().item() == pytest.approx(0.3, rel=0.02)  # official TxtNet: N(0, 0.3)
     assert w_image.std().item() < 0.05  # the image network keeps PyTorch's default
-    plain = DGCPN(DGCPNParams(hidden=2048, text_init_std=0.0), bits=64, image_dim=8, text_dim=8)
+    plain = DGCPN(
+        DGCPNParams(hidden=2048, unit_inputs=False, text_init_std=0.0),
+        bits=64,
+        image_dim=8,
+        text_dim=8,
+    )
     assert plain.net.text[-1].weight.std().item() < 0.05
+    # inputs scaled by sqrt(d) (unit_inputs) already give unit-scale outputs with PyTorch's
+    # init; N(0, 0.3) on top saturated tanh for most text outputs
+    scaled = DGCPN(DGCPNParams(hidden=2048), bits=64, image_dim=8, text_dim=8)
+    assert scaled.net.text[-1].weight.std().item() < 0.05
+
+
+def test_similarity_of_non_negative_features_is_built_centred(rng):
+    # raw cosines of non-negative rows are all positive: S = 2 [...] - 1 then called most
+    # pairs similar, which codes can only meet with bits shared by every item
+    image = torch.tensor(rng.random((120, 12)), dtype=torch.float32)
+    text = torch.tensor(rng.random((120, 6)), dtype=torch.float32)
+    m = DGCPN(DGCPNParams(hidden=16), bits=8, image_dim=12, text_dim=6, seed=0)
+    m.setup(TrainData(image=image, text=text, rows=np.arange(120)))
+    off = ~torch.eye(120, dtype=torch.bool)
+    assert m.similarity[off].mean() < 0
+    centred = (image - image.mean(0), text - text.mean(0))
+    k = neighbours_of(0.4, 120)
+    expected = graph_coherence_similarity(*centred, a1=0.01, a2=0.3, neighbours=k, scale=2 * k)
+    assert torch.allclose(m.similarity, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_no_constant_text_bits_on_real_non_negative_features(shared_dir):
+    # Wikipedia's SIFT / LDA rows: a similarity from their raw (all positive) cosines and
+    # saturated text outputs left 31-38 % of the text bits the same for every item
+    params = DGCPNParams(hidden=1024, epochs=3)
+    assert_codes_spread_on_wikipedia(DGCPN, params, shared_dir, max_constant=0.1)
 
 
 def test_half_binary_steps_share_one_forward_pass(small_demo):

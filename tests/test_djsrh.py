@@ -8,8 +8,43 @@ import numpy as np
 import pytest
 import torch
 
-from xmhash.methods.base import Batch, Items
+from xmhash.methods.base import Batch, Items, TrainData
+from xmhash.methods.dgcpn import DGCPN, DGCPNParams
 from xmhash.methods.djsrh import DJSRH, DJSRHParams, djsrh_terms, relaxed_codes, unit_scale
+from xmhash.methods.jdsh import JDSH, JDSHParams
+from xmhash.train import TrainSettings, fit
+
+FAMILY = [(DJSRH, DJSRHParams), (JDSH, JDSHParams), (DGCPN, DGCPNParams)]
+
+
+def wikipedia_training_set(shared_dir) -> TrainData:
+    """The 2,173 training pairs of the real Wikipedia benchmark (128-d SIFT words, 10-d
+    LDA topics: non-negative rows that sum to 1); skips when the data is absent."""
+    path = shared_dir / "data" / "wikipedia-sift-lda" / "raw_features.mat"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    from scipy.io import loadmat
+
+    mat = loadmat(path)
+    image, text = (torch.tensor(mat[k], dtype=torch.float32) for k in ("I_tr", "T_tr"))
+    return TrainData(image=image, text=text, rows=np.arange(len(image)))
+
+
+def assert_codes_spread_on_wikipedia(method_cls, params, shared_dir, max_constant: float):
+    """Train ``method_cls`` at 16 bits on the Wikipedia training pairs (CPU, seed 0); per
+    modality, fewer than ``max_constant`` of the bits may be the same for every item, and
+    the items take more than 5 % as many distinct codes as there are items."""
+    data = wikipedia_training_set(shared_dir)
+    torch.manual_seed(0)
+    method = method_cls(params, bits=16, image_dim=128, text_dim=10, seed=0)
+    fit(method, data, TrainSettings(device="cpu", checkpoint_minutes=1e9))
+    for modality in ("image", "text"):
+        codes = method.encode(Items(**{modality: getattr(data, modality).numpy()}), modality)
+        ones = (codes > 0).mean(0)
+        constant = float(np.mean((ones == 0) | (ones == 1)))
+        distinct = len(np.unique(codes, axis=0))
+        assert constant < max_constant, (modality, constant, distinct)
+        assert distinct > 0.05 * len(data), (modality, constant, distinct)
 
 
 def test_loss_terms_by_hand():
@@ -81,3 +116,22 @@ def test_optimizer_uses_the_papers_two_learning_rates(small_demo):
     assert lrs == [0.001, 0.01]
     image_params = {id(p) for p in m.net.image.parameters()}
     assert {id(p) for p in m.optimizer.param_groups[0]["params"]} == image_params
+
+
+@pytest.mark.parametrize("cls, params", FAMILY)
+def test_network_inputs_are_centred_only_for_non_negative_features(cls, params, rng):
+    # non-negative features (counts, topics) share one direction: centred before the
+    # networks; signed features pass unchanged
+    image = torch.tensor(rng.random((50, 6)), dtype=torch.float32)
+    text = torch.tensor(rng.standard_normal((50, 4)), dtype=torch.float32)
+    m = cls(params(hidden=16, epochs=1), bits=8, image_dim=6, text_dim=4, seed=0)
+    m.setup(TrainData(image=image, text=text, rows=np.arange(50)))
+    assert torch.allclose(m.net.inputs.image, image.mean(0))
+    assert (m.net.inputs.text == 0).all()
+    m.net.eval()
+    with torch.no_grad():
+        expected = m.net.image(unit_scale(image - image.mean(0)))
+        assert torch.allclose(m.project(image, "image"), expected, atol=1e-6)
+    never = cls(params(hidden=16, centre_inputs="never"), bits=8, image_dim=6, text_dim=4)
+    never.setup(TrainData(image=image, text=text, rows=np.arange(50)))
+    assert (never.net.inputs.image == 0).all()

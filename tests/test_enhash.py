@@ -481,3 +481,23 @@ def test_config_block_is_demo_sized(demo):
     assert block["warmup_epochs"] < block["epochs"]  # the notebook runs in the demo
     # the paper-protocol defaults stay in the dataclass
     assert dataclasses.asdict(ENHashParams())["epochs"] == 100
+
+
+def test_nt_xent_builds_its_constants_once_per_batch_size(monkeypatch):
+    a, b = torch.randn(6, 4), torch.randn(6, 4)
+    first = nt_xent(a, b, 0.5)
+    eye = torch.eye
+    built = []
+    monkeypatch.setattr(torch, "eye", lambda *x, **k: built.append(x) or eye(*x, **k))
+    again = nt_xent(a, b, 0.5)
+    assert built == [] and torch.equal(first, again)
+    # the formula the constants stand for: the diagonal out, each row's partner positive
+    z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    sim = (z @ z.T / 0.5).masked_fill(torch.eye(12, dtype=torch.bool), float("-inf"))
+    want = torch.nn.functional.cross_entropy(sim, torch.tensor([*range(6, 12), *range(6)]))
+    torch.testing.assert_close(again, want)
+    with torch.inference_mode():  # first built under no-grad, then used with autograd
+        nt_xent(torch.randn(3, 4), torch.randn(3, 4), 0.5)
+    x = torch.randn(3, 4, requires_grad=True)
+    nt_xent(x, torch.randn(3, 4), 0.5).backward()
+    assert x.grad is not None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO
+from host_syncs import host_syncs  # noqa: F401 (a fixture)
 
 from xmhash.data.prepared import Item, read_prepared, write_prepared
 from xmhash.features import extract as X
@@ -163,7 +164,7 @@ def test_image_transform_matches_the_transformers_processor(tiny_clip_dir, rng):
         for h, w in [(40, 57), (90, 33), (32, 32)]
     ]
     ref = proc(images=images, return_tensors="pt")["pixel_values"]
-    mine = torch.stack([ours(im) for im in images])
+    mine = ours.normalise(torch.stack([ours(im) for im in images]))  # uint8 until the device
     torch.testing.assert_close(mine, ref, atol=1e-5, rtol=0)
 
 
@@ -625,3 +626,185 @@ def test_local_encoder_digest_follows_the_weights_not_the_cache(tiny_clip_dir, t
     assert local_digest(enc, cache) != first and local_digest(enc, cache) == local_digest(enc)
     shutil.move(enc, tmp_path / "moved")  # moving the directory keeps its identity
     assert local_digest(tmp_path / "moved", cache) == local_digest(tmp_path / "moved")
+
+
+# ---------------------------------------------------------------- decoding and the device
+
+
+def _photo_jpegs(root: Path, n: int, size: tuple[int, int] = (500, 375)) -> Path:
+    """A prepared dataset of generated scenes saved as MIRFlickr-sized JPEGs."""
+    from PIL import Image
+
+    from xmhash.data.demo_images import ImageDemoSpec, write_image_demo
+
+    spec = ImageDemoSpec(n_items=n, n_labels=6, max_labels=2, image_size=size[1], n_query=1)
+    write_image_demo(root, spec)
+    for p in (root / "images").iterdir():
+        Image.open(p).resize(size).save(p, "JPEG", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return _photo_jpegs(tmp_path_factory.mktemp("photos") / "prepared", 12)
+
+
+def test_workers_hand_over_uint8_and_the_device_normalises_as_before(photos, encoder):
+    prep = read_prepared(photos)
+    items = X._Items(
+        [str(prep.image_path(it)) for it in prep.items], encoder.transform, SETTINGS.regions
+    )
+    sample = items[0]
+    assert sample["pixels"].dtype == torch.uint8 and sample["crops"][0].dtype == torch.uint8
+    pixels = torch.stack([items[i]["pixels"] for i in range(4)])
+    # the float pixels the workers used to send: scaled and normalised on the host
+    mean = torch.tensor(encoder.transform.mean).view(3, 1, 1)
+    std = torch.tensor(encoder.transform.std).view(3, 1, 1)
+    before = pixels.float().div(255.0).sub(mean).div(std)
+    assert torch.equal(encoder.forward_pixels(pixels), encoder.forward_pixels(before))
+
+
+def test_draft_decodes_a_jpeg_at_a_reduced_scale_never_below_the_target(photos, encoder, tmp_path):
+    from PIL import Image
+
+    path = next((photos / "images").iterdir())
+    small = encoder.transform  # 32 px: 1/8 of 500 x 375 still covers 42 x 32
+    image, size = small.open(path)
+    assert size == (500, 375) and image.size == (63, 47)
+    image, _ = small.open(path, pieces=2)  # each of 2 x 2 tiles must cover 42 x 32
+    assert image.size == (125, 94)
+    full = ImageTransform(224, (224, 224), small.mean, small.std)  # ViT-B/32's 224 px
+    assert full.open(path)[0].size == (500, 375)  # 1/2 scale (250 x 188) would fall below
+    off = ImageTransform(32, (32, 32), small.mean, small.std, draft=False)
+    assert off.open(path)[0].size == (500, 375)
+    png = tmp_path / "x.png"
+    Image.open(path).save(png)
+    assert small.open(png)[0].size == (500, 375)  # only JPEGs have DCT scaling
+
+
+def test_drafted_features_agree_with_full_decoding(photos, tiny_clip_dir, tmp_path):
+    """Draft decoding changes pixels slightly; the embeddings of whole images and grid
+    tiles keep a cosine of at least 0.99 with those of full decoding (the tiny CLIP at
+    32 px, where 500 x 375 JPEGs are decoded at 1/8 and 1/4 scale)."""
+    files = {}
+    for draft in (False, True):
+        enc = load_encoder(str(tiny_clip_dir), device="cpu", draft=draft)
+        files[draft] = read_features(
+            extract_features(photos, enc, tmp_path / f"{draft}.h5", SETTINGS), parts=ALL
+        )
+        assert read_attrs(tmp_path / f"{draft}.h5")["preprocessing"]["image"]["jpeg_draft"] is draft
+    full, drafted = files[False], files[True]
+    for a, b in (
+        (full.image, drafted.image),
+        (full.regions.embeddings, drafted.regions.embeddings),
+    ):
+        cosine = (a * b).sum(axis=1)  # rows are L2-normalised
+        assert cosine.min() >= 0.99, cosine.min()
+    np.testing.assert_array_equal(full.regions.boxes, drafted.regions.boxes)  # the file's pixels
+    np.testing.assert_array_equal(full.text, drafted.text)
+
+
+def test_a_chunk_comes_back_from_the_device_in_one_copy(prepared, encoder, tmp_path, host_syncs):  # noqa: F811
+    counts = []
+    for batch_size in (8, 2):  # 1 and 4 batches per chunk of 8
+        host_syncs.calls.clear()
+        settings = ExtractSettings(
+            batch_size=batch_size,
+            chunk_items=8,
+            workers=0,
+            words="none",
+            regions=RegionSettings(mode="grid"),
+        )
+        extract_features(prepared, encoder, tmp_path / f"{batch_size}.h5", settings)
+        counts.append(len(host_syncs.calls))
+    assert counts[0] == counts[1] == 3, host_syncs.calls  # 23 items: 3 chunks, 1 copy each
+
+
+def test_threads_workers_and_batch_follow_the_device():
+    from xmhash.features.settings import job_threads, stage_sizes
+
+    auto: dict = {}
+    assert job_threads(auto, cuda=False, cpu_count=64) == 2
+    assert job_threads(auto, cuda=True, cpu_count=64) == 16  # the node, up to max_threads
+    assert job_threads(auto, cuda=True, cpu_count=8) == 8
+    assert job_threads({"max_threads": 32}, cuda=True, cpu_count=64) == 32
+    assert job_threads({"threads": 5}, cuda=True, cpu_count=64) == 5
+    assert stage_sizes(auto, cuda=False, threads=2) == {"workers": 2, "batch_size": 64}
+    assert stage_sizes(auto, cuda=True, threads=16) == {"workers": 15, "batch_size": 256}
+    assert stage_sizes({"workers": 0, "batch_size": 8}, cuda=True, threads=16) == {
+        "workers": 0,
+        "batch_size": 8,
+    }
+
+
+def test_the_job_sizes_itself_to_its_threads(tiny_clip_dir, monkeypatch):
+    from xmhash.features.settings import content_settings
+
+    features = {"device": "cpu", "words": "none", "encoders": {"tiny": str(tiny_clip_dir)}}
+    seen = {}
+    monkeypatch.setattr(
+        X, "extract_features", lambda prep, enc, out, opts, **kw: seen.update(opts=opts)
+    )
+    X.run_features(
+        prepared="p",
+        out="o.h5",
+        encoder="tiny",
+        settings=content_settings(features),
+        config={"features": features},
+        threads=3,
+    )
+    assert (seen["opts"].workers, seen["opts"].batch_size) == (3, 64)
+    assert torch.get_num_threads() == 3
+
+
+def _pil_decode(data, device):
+    """A stand-in for torchvision's decode_jpeg (not installed here): PIL, same output."""
+    import io
+
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(io.BytesIO(d.numpy().tobytes())).convert("RGB")) for d in data]
+    return [torch.from_numpy(a.copy()).permute(2, 0, 1).to(device) for a in arrays]
+
+
+def test_device_resizing_agrees_with_pil(photos, encoder):
+    from PIL import Image
+
+    path = next((photos / "images").iterdir())
+    image = Image.open(path).convert("RGB")
+    for edge in (32, 224):
+        t = ImageTransform(edge, (edge, edge), encoder.transform.mean, encoder.transform.std)
+        pil = t(image).int()
+        mine = t.resize_tensor(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)).int()
+        assert mine.shape == pil.shape
+        assert (mine - pil).abs().float().mean() < 1.5  # mean |difference|, of 255 levels
+
+
+def test_gpu_decoding_gives_the_features_of_cpu_decoding(
+    photos, prepared, tiny_clip_dir, tmp_path, monkeypatch
+):
+    """decode: gpu's own steps (bytes from the workers, one batched decode, resizing and
+    grid tiles on the device), with PIL standing in for nvJPEG on this CPU-only machine."""
+    monkeypatch.setattr(X, "decode_jpegs", _pil_decode)
+    monkeypatch.setattr(X, "check_decoder", lambda settings, device: None)
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", draft=False)
+    for data in (photos, prepared):  # JPEGs only; PNGs and JPEGs mixed
+        runs = {}
+        for decode in ("cpu", "gpu"):
+            settings = ExtractSettings(**{**SETTINGS.__dict__, "decode": decode})
+            out = extract_features(
+                data, enc, tmp_path / f"{data.parent.name}-{decode}.h5", settings
+            )
+            runs[decode] = read_features(out, parts=ALL)
+        cpu, gpu = runs["cpu"], runs["gpu"]
+        assert (cpu.image * gpu.image).sum(axis=1).min() >= 0.98
+        assert (cpu.regions.embeddings * gpu.regions.embeddings).sum(axis=1).min() >= 0.98
+        np.testing.assert_array_equal(cpu.regions.boxes, gpu.regions.boxes)
+
+
+def test_gpu_decoding_needs_a_cuda_device(prepared, encoder, tmp_path):
+    settings = ExtractSettings(**{**SETTINGS.__dict__, "decode": "gpu"})
+    with pytest.raises(ValueError, match="features.device: cuda"):
+        extract_features(prepared, encoder, tmp_path / "x.h5", settings)
+    with pytest.raises(ValueError, match="features.decode"):
+        ExtractSettings(decode="nvjpeg")

@@ -187,3 +187,45 @@ def test_vtmuch_text_tower_autocasts_to_bf16_where_supported(tiny_clip):  # noqa
         method.net.tower, lambda: method.text_tower(ids.to(CUDA), mask.to(CUDA))
     )
     assert seen == {expected_half()}
+
+
+def test_feature_stage_on_cuda_decodes_jpegs_on_the_gpu_as_pil_does(tiny_clip_dir, tmp_path):
+    """decode: gpu (torchvision's nvJPEG decode, resizing and grid tiles on the device)
+    against decode: cpu (PIL in the workers), same device, draft off: cosines >= 0.98; and
+    the chunk's embeddings come back finite, in one copy, from batches of 256."""
+    pytest.importorskip("torchvision")
+    from test_features import SETTINGS, _photo_jpegs
+
+    from xmhash.features.encoders import load_encoder
+    from xmhash.features.extract import ExtractSettings, extract_features
+    from xmhash.features.store import read_features
+
+    photos = _photo_jpegs(tmp_path / "prepared", 24)
+    enc = load_encoder(str(tiny_clip_dir), device="cuda", draft=False)
+    runs = {}
+    for decode in ("cpu", "gpu"):
+        settings = ExtractSettings(**{**SETTINGS.__dict__, "decode": decode, "batch_size": 256})
+        out = extract_features(photos, enc, tmp_path / f"{decode}.h5", settings)
+        runs[decode] = read_features(out, parts=("image", "regions"))
+    cpu, gpu = runs["cpu"], runs["gpu"]
+    assert (cpu.image * gpu.image).sum(axis=1).min() >= 0.98
+    assert (cpu.regions.embeddings * gpu.regions.embeddings).sum(axis=1).min() >= 0.98
+
+
+def test_a_compiled_loss_trains_on_cuda_as_eager_does(tmp_path):
+    from test_train import Smooth, ToyParams
+
+    rng = np.random.default_rng(0)
+    data = TrainData(
+        image=torch.tensor(rng.standard_normal((200, 64)), dtype=torch.float32, device="cuda"),
+        text=torch.tensor(rng.standard_normal((200, 64)), dtype=torch.float32, device="cuda"),
+        rows=np.arange(200),
+    )
+    models = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        toy = Smooth(ToyParams(epochs=3), bits=16, image_dim=64, text_dim=64, seed=0, device="cuda")
+        fit(toy, data, TrainSettings(device="cuda", tf32=False, compile=compiled))
+        models.append(toy.net.state_dict())
+    for k, a in models[0].items():
+        torch.testing.assert_close(models[1][k], a, rtol=1e-3, atol=1e-4, msg=k)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import train_data
-from test_djsrh import batch_of, make
+from test_djsrh import assert_codes_spread_on_wikipedia, batch_of, make
 
 from xmhash.methods.base import Items
 from xmhash.methods.jdsh import JDSH, JDSHParams, jdsh_terms
@@ -74,3 +74,12 @@ def test_encode_gives_pm1_codes_for_both_modalities(small_demo):
         codes = m.encode(items, modality)
         assert codes.shape == (10, 20) and codes.dtype == np.int8
         assert set(np.unique(codes)) <= {-1, 1}
+
+
+@pytest.mark.slow
+def test_no_constant_bits_on_real_non_negative_features_at_16_bits(shared_dir):
+    # Wikipedia's SIFT / LDA rows are non-negative: fed as they are, every input sits in
+    # one narrow cone, each output bit starts with a common offset that the paired-code
+    # term amplifies, and within an epoch half the bits were the same for every item
+    params = JDSHParams(hidden=1024, epochs=3)
+    assert_codes_spread_on_wikipedia(JDSH, params, shared_dir, max_constant=0.25)

@@ -634,3 +634,75 @@ def test_dense_methods_refuse_a_training_set_above_max_dense(tmp_path, method):
     features, split = _stage_inputs(tmp_path, demo_seed=0)
     with pytest.raises(DenseTooLargeError, match=r"300 x 300 .*graph\.max_dense=10,000"):
         _stage(features, split, tmp_path, method=method, params={"epochs": 1}, max_dense=10_000)
+
+
+def test_the_epoch_permutation_is_drawn_on_the_trainers_device(small_demo, monkeypatch):
+    data = _data(small_demo, np.arange(300))
+    drawn = []
+    randperm = torch.randperm
+
+    def spy(n, *args, **kwargs):
+        drawn.append((kwargs.get("device"), kwargs["generator"].device))
+        return randperm(n, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randperm", spy)
+    fit(_toy(epochs=3, batch_size=25), data, TrainSettings(device="cpu"))
+    # once per epoch (not per step), by a generator that lives on the device
+    assert drawn == [(torch.device("cpu"), torch.device("cpu"))] * 3
+
+
+def test_the_epoch_permutation_is_seeded_as_before(small_demo):
+    """Batches come from randperm(n) seeded with (seed, epoch), so models trained before the
+    permutation moved to the device are reproduced."""
+    toy = _toy(batch_size=100)
+    gen = torch.Generator(device="cpu").manual_seed(toy.seed * 1_000_003 + 4)
+    got = torch.cat(list(toy.batches(4, 300, gen)))
+    want = torch.randperm(300, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(got, want)
+
+
+def test_term_sums_stack_every_term_and_follow_new_ones():
+    sums = train.TermSums(torch.device("cpu"))
+    steps = [
+        {"loss": torch.tensor(1.0), "a": torch.tensor(0.5)},
+        {"loss": torch.tensor(3.0), "a": 1.5},  # a Python float is accepted
+        {"loss": torch.tensor(2.0), "a": torch.tensor(1.0), "late": torch.tensor(6.0)},
+    ]
+    for step in steps:
+        sums.add(step)
+    assert sums.keys == ["loss", "a", "late"]
+    assert sums.means() == pytest.approx([2.0, 1.0, 2.0])
+    assert sums.total.dtype == torch.float64 and sums.total.shape == (3,)
+
+
+class Smooth(Toy):
+    """The toy without dropout: compiled and eager kernels differ only by rounding."""
+
+    def build(self):
+        self.net.image = mlp([self.image_dim, 32, self.bits])
+        self.net.text = mlp([self.text_dim, 32, self.bits])
+
+
+def test_a_compiled_loss_trains_the_model_eager_training_gives(small_demo):
+    data = _data(small_demo, np.arange(200))
+    models, summaries = [], []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        toy = Smooth(ToyParams(epochs=3, batch_size=50), bits=16, image_dim=64, text_dim=64, seed=0)
+        summaries.append(fit(toy, data, TrainSettings(device="cpu", compile=compiled)))
+        assert "loss" not in vars(toy)  # the compiled loss ends with the fit
+        models.append(toy.net.state_dict())
+    for k, a in models[0].items():
+        torch.testing.assert_close(models[1][k], a, rtol=1e-4, atol=1e-5, msg=k)
+    for a, b in zip(summaries[0]["history"], summaries[1]["history"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+
+
+def test_a_method_that_cannot_be_compiled_runs_eagerly(small_demo, caplog):
+    class Eager(Smooth):
+        compilable = False
+
+    toy = Eager(ToyParams(epochs=1, batch_size=50), bits=16, image_dim=64, text_dim=64, seed=0)
+    with caplog.at_level(logging.INFO, logger="xmhash.train"):
+        fit(toy, _data(small_demo, np.arange(100)), TrainSettings(device="cpu", compile=True))
+    assert "cannot be compiled" in caplog.text

@@ -117,3 +117,16 @@ def test_resume_restores_the_memory_bank(small_demo, tmp_path):
     assert len(summary["history"]) == 3
     for key, value in ref.net.state_dict().items():
         assert torch.allclose(value, resumed.net.state_dict()[key], atol=1e-6), key
+
+
+def test_image_codes_do_not_collapse_on_small_histograms(small_histogram_demo):
+    """L1-normalised histograms (row norm ~0.1): unscaled, the image MLP's biases outweigh
+    the items and training ends with a handful of image codes, most bits constant."""
+    p = UCCHParams(epochs=10, batch_size=64, hidden=64, negatives=256, lr=1e-3)
+    torch.manual_seed(0)
+    m = UCCH(p, bits=16, image_dim=128, text_dim=10, seed=0)
+    fit(m, _data(small_histogram_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
+    codes = m.encode(Items(image=small_histogram_demo.image[:400]), "image")
+    ones = (codes > 0).mean(0)
+    assert len(np.unique(codes, axis=0)) > 100  # unscaled: 4
+    assert np.mean((ones == 0) | (ones == 1)) < 0.25  # unscaled: 0.81

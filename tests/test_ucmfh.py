@@ -10,7 +10,7 @@ import torch
 from conftest import train_data
 from torch import nn
 
-from xmhash.methods.base import Items
+from xmhash.methods.base import Batch, Items
 from xmhash.methods.ucmfh import UCMFH, TokenEncoderLayer, UCMFHParams, nt_xent
 from xmhash.train import TrainSettings, fit
 
@@ -121,3 +121,31 @@ def test_paired_encoding_is_the_official_one_and_single_the_default(small_demo):
     summary = fit(m, _data(small_demo, 100), TrainSettings(device="cpu", checkpoint_minutes=0))
     assert summary["test_encoding"] == "paired"
     assert "paired" in summary["warnings"][0]
+
+
+def test_single_modality_codes_of_a_pair_agree(small_histogram_demo):
+    """Codes are encoded from one modality (the other half of the token zero); trained on
+    paired tokens alone, an image's code and its text's code agree on ~61% of the bits."""
+    p = UCMFHParams(epochs=10, batch_size=64, fusion_layers=1, fusion_ff=64, hidden=64)
+    torch.manual_seed(0)
+    m = UCMFH(p, bits=16, image_dim=128, text_dim=10, seed=0)
+    summary = fit(m, _data(small_histogram_demo), TrainSettings(device="cpu", checkpoint_minutes=0))
+    items = Items(image=small_histogram_demo.image[:400], text=small_histogram_demo.text[:400])
+    assert (m.encode(items, "image") == m.encode(items, "text")).mean() > 0.66
+    assert {"hash_paired", "hash_single"} <= set(summary["history"][-1])
+
+
+@pytest.mark.parametrize("single_hash", [True, False])
+def test_single_hash_adds_the_single_modality_term_to_the_paper_loss(small_demo, single_hash):
+    p = UCMFHParams(fusion_layers=1, fusion_ff=32, hidden=32, single_hash=single_hash)
+    m = UCMFH(p, bits=16, image_dim=64, text_dim=64, seed=0)
+    m.setup(_data(small_demo, 100))
+    m.net.eval()  # no dropout: the terms can be recomputed
+    x, y = torch.tensor(small_demo.image[:20]), torch.tensor(small_demo.text[:20])
+    terms = m.loss(Batch(idx=torch.arange(20), image=x, text=y), epoch=0)
+    ex, ey, zeros = m._embed(x, "image"), m._embed(y, "text"), torch.zeros(20, 64)
+    paired = m._hash_contrast(*m.fuse(ex, ey))
+    single = m._hash_contrast(m.fuse(ex, zeros)[0], m.fuse(zeros, ey)[1])
+    expected = (paired + single) / 2 if single_hash else paired
+    assert torch.allclose(terms["hash"], expected)
+    assert torch.allclose(terms["loss"], terms["fusion"] + 0.5 * expected)

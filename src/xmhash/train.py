@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import errno
@@ -83,6 +84,7 @@ class TrainSettings:
     val_every: int = 1  # epochs between validation passes when select == "val"
     checkpoint_minutes: float = 10.0  # training time between checkpoints (0 = every epoch)
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA
+    compile: bool = False  # torch.compile the method's loss (methods that allow it)
     threads: int = 1  # torch intra-op threads of the job
 
 
@@ -110,6 +112,25 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 # select_metric -> the metric (xmhash.metrics.evaluate's key) that ranks the epochs
 SELECT_METRICS = {"map": "map@all", "tie_aware": "map@all_tie_aware"}
+
+
+def _to_device(idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host index tensor on ``device``; pinned and non-blocking on CUDA, so it never waits."""
+    if device.type == "cuda":
+        return idx.pin_memory().to(device, non_blocking=True)
+    return idx.to(device)
+
+
+def compile_loss(method: DeepMethod) -> bool:
+    """``training.compile``: the method's ``loss`` (forward pass and loss terms, and so its
+    backward pass) runs through ``torch.compile`` for this instance; the optimiser step
+    stays eager. Methods whose loss does host-side work set ``compilable = False`` and run
+    eagerly (logged). Returns whether it was compiled."""
+    if not method.compilable:
+        log.info("%s: training.compile is set, but its loss cannot be compiled; eager", method.name)
+        return False
+    method.loss = torch.compile(method.loss, dynamic=False)
+    return True
 
 
 def cross_modal_map(
@@ -210,6 +231,7 @@ def _fingerprint(method: HashMethod, data: TrainData, settings: TrainSettings) -
         "seed": method.seed,
         "selection": [settings.select, settings.val_every, settings.select_metric],
         "tf32": settings.tf32,
+        "compile": settings.compile,
         **input_digests(data),
         "code": code_digest(method),
     }
@@ -419,14 +441,45 @@ def _resume(
     return state["history"], state["best"], state["epoch"] + 1
 
 
-def _epoch_means(
-    method: HashMethod, sums: dict[str, torch.Tensor], count: int, epoch: int, epochs: int
-) -> dict[str, float]:
+class TermSums:
+    """The epoch's sums of the loss terms in one float64 tensor on the device: a step adds
+    all its terms with one stack and one in-place add, whatever their number."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.keys: list[str] = []
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, terms: dict[str, Any]) -> None:
+        if list(terms) != self.keys:
+            self._rekey(terms)
+        values = [terms.get(k, self._zero) for k in self.keys]
+        values = [torch.as_tensor(v, device=self.device).detach().reshape(()) for v in values]
+        step = torch.stack(values).to(torch.float64)
+        self.total = step if self.total is None else self.total.add_(step)
+        self.count += 1
+
+    def _rekey(self, terms: dict[str, Any]) -> None:
+        """A step with other terms than the last (rare): new terms start from zero."""
+        new = [k for k in terms if k not in self.keys]
+        self.keys = self.keys + new
+        self._zero = torch.zeros((), device=self.device)
+        if self.total is not None and new:
+            pad = torch.zeros(len(new), dtype=torch.float64, device=self.device)
+            self.total = torch.cat([self.total, pad])
+
+    def means(self) -> list[float]:
+        """The mean of each term on the host: the epoch's one device sync."""
+        if self.total is None:
+            return []
+        return self.total.div(max(self.count, 1)).tolist()
+
+
+def _epoch_means(method: HashMethod, sums: TermSums, epoch: int, epochs: int) -> dict[str, float]:
     """The epoch's mean loss terms on the host (the epoch's one device sync); raises on a
     non-finite term, naming the epoch."""
-    keys = list(sums)
-    values = torch.stack([sums[k] for k in keys]).div(max(count, 1)).tolist() if keys else []
-    means = dict(zip(keys, values, strict=True))
+    means = dict(zip(sums.keys, sums.means(), strict=True))
     bad = [k for k, v in means.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(
@@ -496,8 +549,12 @@ def fit(
             history, best, start = resumed
     last_ckpt = time.monotonic()
     t_train = time.perf_counter()
+    if settings.compile:
+        compile_loss(method)
 
-    with CheckpointWriter() as writer:
+    with contextlib.ExitStack() as stack:
+        stack.callback(method.__dict__.pop, "loss", None)  # the compiled loss ends with fit
+        writer = stack.enter_context(CheckpointWriter())
         for epoch in progress(
             range(start, epochs),
             desc=f"{method.name} {method.bits}bits",
@@ -507,24 +564,20 @@ def fit(
             te = time.perf_counter()
             method.net.train()
             method.on_epoch_start(epoch)
-            gen = torch.Generator().manual_seed(method.seed * 1_000_003 + epoch)
-            sums: dict[str, torch.Tensor] = {}
-            count = 0
+            # the epoch's permutation is drawn on the device, seeded by (seed, epoch)
+            gen = torch.Generator(device=method.device)
+            gen.manual_seed(method.seed * 1_000_003 + epoch)
+            sums = TermSums(method.device)
             for idx in method.batches(epoch, n, gen):
-                if method.device.type == "cuda":  # a copy from pinned memory never waits
-                    idx = idx.pin_memory().to(method.device, non_blocking=True)
-                else:
-                    idx = idx.to(method.device)
+                if idx.device != method.device:  # a method drawing on the host
+                    idx = _to_device(idx, method.device)
                 labels = data.labels[idx] if data.labels is not None else None
                 batch = Batch(idx=idx, image=data.image[idx], text=data.text[idx], labels=labels)
-                for key, value in method.train_step(batch, epoch).items():
-                    value = torch.as_tensor(value, device=method.device).detach()
-                    sums[key] = sums[key] + value if key in sums else value.double()
+                sums.add(method.train_step(batch, epoch))
                 if method.scheduler is not None:
                     method.scheduler.step()
-                count += 1
             row: dict[str, Any] = {"epoch": epoch + 1}
-            row.update(_epoch_means(method, sums, count, epoch, epochs))
+            row.update(_epoch_means(method, sums, epoch, epochs))
             method.on_epoch_end(epoch)
             row.update(method.epoch_log())
             row["lr"] = method.optimizer.param_groups[0]["lr"]

@@ -106,6 +106,17 @@ def features_encoder(wildcards):
     return _encoder_identity(resolve_encoder(wildcards.encoder, extra))
 
 
+def features_threads(wildcards):
+    """The feature job's threads (features.threads; auto sizes itself to the node on CUDA,
+    up to features.max_threads); its decode workers follow them, and on Slurm so does
+    --cpus-per-task."""
+    from xmhash.features.settings import job_threads
+
+    return job_threads(
+        config.get("features", {}), cuda=bool(features_gpu(wildcards)), cpu_count=os.cpu_count()
+    )
+
+
 def features_gpu(wildcards):
     """Ask the scheduler for a GPU only when the feature stage is told to use CUDA."""
     from xmhash.device import wants_gpu

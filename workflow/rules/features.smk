@@ -21,7 +21,7 @@ rule features:
         encoder=r"[A-Za-z0-9_.-]+",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: features_threads
     resources:
         mem_mb=scaled(8000),
         runtime=scaled(240),

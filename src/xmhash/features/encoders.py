@@ -14,22 +14,32 @@ then fail with a message saying how to fetch them.
 
 Images are preprocessed here rather than by the ``transformers`` image processor, so that
 DataLoader workers can do it: convert to RGB, resize the short side to the processor's
-``shortest_edge`` (bicubic), centre-crop to ``crop_size``, scale to [0, 1], normalise with
-the processor's mean/std. These are the processor's own settings, read from the model's
-``preprocessor_config.json``; ``tests/test_features.py`` checks the pixels agree with it.
+``shortest_edge`` (bicubic), centre-crop to ``crop_size``; the workers hand over these
+uint8 pixels (a quarter of float32's bytes) and the encoder scales them to [0, 1] and
+normalises them with the processor's mean/std on its device. These are the processor's
+own settings, read from the model's ``preprocessor_config.json``;
+``tests/test_features.py`` checks the pixels agree with it. With ``draft`` (the default)
+a JPEG whose resize target is at most half its size is decoded at a reduced DCT scale
+(1/2, 1/4 or 1/8: PIL's ``Image.draft``), never below the target, before the exact
+bicubic resize; this changes pixels slightly (``docs/features.md`` gives the measured
+difference).
 
 GPU: the device is an argument (``auto`` = CUDA when present). On CUDA the forward pass
 runs under autocast (bf16 where supported, else fp16, or fp32 on request); on the CPU it
 is always fp32. Inputs are copied with ``non_blocking`` from pinned memory on CUDA.
+``forward_pixels``/``forward_tokens`` return the embeddings on the device (no host copy,
+no wait); ``to_host`` brings them back and checks them, once for as many rows as the
+caller gathered (the feature stage: once per chunk).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +106,7 @@ class ImageTransform:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resample: int = 3  # PIL.Image.BICUBIC
+    draft: bool = True  # JPEGs: decode at a reduced DCT scale, never below the target
 
     @classmethod
     def from_processor(cls, proc: Any) -> ImageTransform:
@@ -109,23 +120,56 @@ class ImageTransform:
             resample=int(getattr(proc, "resample", 3) or 3),
         )
 
+    def resize_to(self, w: float, h: float) -> tuple[int, int]:
+        """The (width, height) an image of ``w`` x ``h`` is resized to before the crop."""
+        edge = self.shortest_edge  # the long side is truncated, as transformers does
+        return (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
+
+    def open(self, path: str | os.PathLike, pieces: int = 1) -> tuple[Any, tuple[int, int]]:
+        """Decode an image file -> (RGB PIL image, its size in the file). With ``draft``, a
+        JPEG is decoded at the smallest DCT scale that keeps each of ``pieces`` x
+        ``pieces`` tiles (1: the whole image) at least as large as its resize target, so
+        the result may be smaller than the file; boxes stay in the file's pixels."""
+        from PIL import Image
+
+        with Image.open(path) as im:
+            size = im.size
+            tw, th = (pieces * x for x in self.resize_to(size[0] / pieces, size[1] / pieces))
+            if self.draft and im.format == "JPEG" and 2 * tw <= size[0] and 2 * th <= size[1]:
+                im.draft("RGB", (tw, th))  # at least half the size smaller: DCT scaling
+            im.load()
+            return im.convert("RGB"), size
+
     def __call__(self, image: Any) -> torch.Tensor:
-        """A PIL image -> (3, H, W) float32 tensor."""
+        """A PIL image -> (3, H, W) uint8 tensor, resized and cropped (see ``normalise``)."""
         from PIL import Image
 
         image = image.convert("RGB")
-        w, h = image.size
-        edge = self.shortest_edge  # the long side is truncated, as transformers does
-        size = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
+        size = self.resize_to(*image.size)
         image = image.resize(size, resample=Image.Resampling(self.resample))
         ch, cw = self.crop
         left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
         image = image.crop((left, top, left + cw, top + ch))
-        x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-        x = x.float().div_(255.0)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return x.sub_(mean).div_(std)
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def resize_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, h, w) uint8 on any device -> (3, H, W) uint8, resized (antialiased bicubic)
+        and cropped as ``__call__`` does with PIL; for images decoded on the GPU. The two
+        resamplers agree to within a few levels (``docs/features.md``)."""
+        h, w = image.shape[-2:]
+        size = self.resize_to(w, h)
+        x = torch.nn.functional.interpolate(
+            image[None].float(), size=size[::-1], mode="bicubic", antialias=True
+        )
+        ch, cw = self.crop
+        left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
+        x = x[0, :, top : top + ch, left : left + cw]
+        return x.round_().clamp_(0, 255).to(torch.uint8)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) uint8 -> float32 scaled to [0, 1] and normalised, on their device."""
+        mean, std = _channel_stats(self.mean, self.std, pixels.device)
+        return pixels.float().div_(255.0).sub_(mean).div_(std)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,15 +178,31 @@ class ImageTransform:
             "mean": list(self.mean),
             "std": list(self.std),
             "resample": self.resample,
+            "jpeg_draft": self.draft,
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (3, 1, 1) tensors on ``device``, copied there once."""
+    with torch.inference_mode(False):
+        return (
+            torch.tensor(mean).view(3, 1, 1).to(device),
+            torch.tensor(std).view(3, 1, 1).to(device),
+        )
 
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
-def load_image(path: str | os.PathLike) -> Any:
-    """Open and fully decode an image (errors surface here, not later)."""
+def load_image(path: str | os.PathLike, transform: ImageTransform | None = None) -> Any:
+    """Open and fully decode an image (errors surface here, not later); with a
+    ``transform``, as it decodes (at a reduced JPEG scale when it drafts)."""
+    if transform is not None:
+        return transform.open(path)[0]
     from PIL import Image
 
     with Image.open(path) as im:
@@ -244,50 +304,62 @@ class Encoder:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _finish(self, out: torch.Tensor, what: str) -> np.ndarray:
-        out = torch.nn.functional.normalize(out.float(), dim=-1)
-        arr = out.cpu().numpy()
+    def to_host(self, rows: torch.Tensor, what: str) -> np.ndarray:
+        """Embeddings from ``forward_*`` as float32 on the host; NaN/Inf is an error."""
+        arr = rows.cpu().numpy()
         if not np.isfinite(arr).all():
-            raise FloatingPointError(
-                f"encoder {self.attrs.get('id')}: NaN/Inf in {what} embeddings "
-                f"(rows {np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()})"
-            )
+            raise self.non_finite(arr, what)
         return arr
 
+    def non_finite(self, arr: np.ndarray, what: str) -> FloatingPointError:
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))[:5].tolist()
+        return FloatingPointError(
+            f"encoder {self.attrs.get('id')}: NaN/Inf in {what} embeddings (rows {bad})"
+        )
+
     @torch.inference_mode()
-    def forward_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """(n, 3, H, W) preprocessed pixels -> (n, d) L2-normalised float32."""
+    def forward_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) pixels -> (n, d) L2-normalised float32 on the device. uint8 pixels
+        (from ``transform``) are normalised on the device; float ones are taken as they are."""
         nb = self.device.type == "cuda"
         pixels = pixels.to(self.device, non_blocking=nb)
         with self._autocast():
+            if pixels.dtype == torch.uint8:
+                pixels = self.transform.normalise(pixels)
             out = self.model.get_image_features(pixel_values=pixels).pooler_output
-        return self._finish(out, "image")
+        return torch.nn.functional.normalize(out.float(), dim=-1)
 
     @torch.inference_mode()
-    def forward_tokens(self, batch: TextBatch) -> np.ndarray:
+    def forward_tokens(self, batch: TextBatch) -> torch.Tensor:
+        """Tokenised texts -> (n, d) L2-normalised float32 on the device."""
         nb = self.device.type == "cuda"
         ids = batch.input_ids.to(self.device, non_blocking=nb)
         mask = batch.attention_mask.to(self.device, non_blocking=nb)
         with self._autocast():
             out = self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
-        return self._finish(out, "text")
+        return torch.nn.functional.normalize(out.float(), dim=-1)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         parts = [
             self.forward_tokens(self.tokenizer(texts[i : i + batch_size]))
             for i in range(0, len(texts), batch_size)
         ]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        return self._gather(parts, "text")
 
     def encode_images(self, images: Sequence[Any], batch_size: int = 64) -> np.ndarray:
         parts = []
         for i in range(0, len(images), batch_size):
             chunk = [
-                load_image(im) if isinstance(im, str | os.PathLike) else im
+                load_image(im, self.transform) if isinstance(im, str | os.PathLike) else im
                 for im in images[i : i + batch_size]
             ]
             parts.append(self.forward_pixels(torch.stack([self.transform(im) for im in chunk])))
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        return self._gather(parts, "image")
+
+    def _gather(self, parts: list[torch.Tensor], what: str) -> np.ndarray:
+        if not parts:
+            return np.zeros((0, self.dim), np.float32)
+        return self.to_host(torch.cat(parts), what)
 
 
 def load_encoder(
@@ -297,11 +369,13 @@ def load_encoder(
     *,
     extra: Mapping[str, str] | None = None,
     revision: str | None = None,
+    draft: bool = True,
 ) -> Encoder:
     """Load a CLIP model by short key (``vitb32``, ``vitb16``, ``vitl14``, or a key in
     ``extra``), Hugging Face model id, or local directory.
 
     ``dtype`` is the autocast precision on CUDA (auto/fp32/fp16/bf16); the CPU is fp32.
+    ``draft``: decode JPEGs at a reduced scale where the target is smaller (module doc).
     """
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
@@ -328,7 +402,7 @@ def load_encoder(
     return Encoder(
         model,
         tokenizer,
-        ImageTransform.from_processor(processor),
+        replace(ImageTransform.from_processor(processor), draft=draft),
         device=dev,
         precision=dtype,
         attrs=attrs,

@@ -1,8 +1,10 @@
 """The feature stage: a prepared dataset -> one HDF5 feature file per encoder.
 
 Streaming and bounded in memory: items go through a DataLoader whose workers decode and
-preprocess images (and crop regions, and tokenise texts) while the main process runs the
-model; batches never straddle a chunk of ``chunk_items`` items, and each finished chunk is
+preprocess images to uint8 (and crop regions, and tokenise texts) while the main process
+runs the model; the embeddings of a chunk stay on the device until it is complete, then
+come back in one asynchronous copy, checked for NaN/Inf once, on the device. Batches never
+straddle a chunk of ``chunk_items`` items, and each finished chunk is
 committed to a partial directory next to the output (``store.FeatureWriter``). A killed run
 restarted with the same inputs and settings continues after the last finished chunk; the
 output appears atomically when all items are done.
@@ -21,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +43,19 @@ from xmhash.features.encoders import (
 )
 from xmhash.features.regions import (
     Detector,
+    DetectorInputs,
     RegionSettings,
     grid_boxes,
     with_whole_image,
 )
-from xmhash.features.settings import runtime_settings
+from xmhash.features.settings import job_threads, runtime_settings, stage_sizes
 from xmhash.features.store import Features, FeatureWriter, Ragged
 from xmhash.log import progress
 
 log = logging.getLogger(__name__)
 
 WORD_UNITS = ("none", "tags", "words", "bpe")
+DECODERS = ("cpu", "gpu")  # where images are decoded: PIL in the workers, or on the CUDA device
 
 
 class CorruptImage(ValueError):
@@ -68,10 +72,13 @@ class ExtractSettings:
     regions: RegionSettings = field(default_factory=RegionSettings)
     skip_corrupt: bool = False  # leave unreadable images out (listed in /skipped)
     text_batch_size: int = 256  # words encoded per forward pass
+    decode: str = "cpu"  # cpu (PIL, in the workers) | gpu (torchvision's decode_jpeg on CUDA)
 
     def __post_init__(self) -> None:
         if self.words not in WORD_UNITS:
             raise ValueError(f"features.words: {self.words!r}, expected one of {WORD_UNITS}")
+        if self.decode not in DECODERS:
+            raise ValueError(f"features.decode: {self.decode!r}, expected one of {DECODERS}")
         for key in ("batch_size", "chunk_items", "text_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"features.{key}: {getattr(self, key)}, expected >= 1")
@@ -99,11 +106,15 @@ class Loaded:
     index: np.ndarray  # (n,) item positions
     ok: np.ndarray  # (n,) bool: image decoded
     errors: list[str]  # (n,) "" or why the image failed
-    pixels: torch.Tensor  # (n_ok, 3, H, W)
+    pixels: torch.Tensor  # (n_ok, 3, H, W) uint8
     tokens: TextBatch  # (n, L) for every item
-    crops: torch.Tensor | None  # (R, 3, H, W) grid crops of the ok items, item by item
+    crops: torch.Tensor | None  # (R, 3, H, W) uint8 grid crops of the ok items, item by item
     boxes: list[np.ndarray]  # per ok item: (r_i, 4) boxes incl. the whole image last
-    images: list[Any] | None  # decoded PIL images of the ok items (detector mode)
+    images: list[torch.Tensor] | None  # detector mode: the ok items' full uint8 pixels
+    detector_inputs: dict[str, torch.Tensor] | None  # detector mode: its preprocessed batch
+    # decode: gpu, per ok item: (JPEG bytes, None), or (None, full-size uint8 pixels) for
+    # other formats; pixels and crops are then made on the device
+    sources: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -117,31 +128,74 @@ class Loaded:
 
 
 class _Items(Dataset):
-    def __init__(self, paths: Sequence[str], transform: ImageTransform, regions: RegionSettings):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        transform: ImageTransform,
+        regions: RegionSettings,
+        decode: str = "cpu",
+    ):
         self.paths, self.transform, self.regions = list(paths), transform, regions
+        self.on_device = decode == "gpu" and regions.mode != "detector"
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        mode = self.regions.mode
+        if self.on_device:
+            return self._source(i)
         try:
-            image = load_image(self.paths[i])
+            if mode == "detector":  # the detector resizes to its own scale: the full image
+                image = load_image(self.paths[i])
+                w, h = image.size
+            else:  # each grid tile must keep the resize target's size when drafted
+                pieces = self.regions.grid if mode == "grid" else 1
+                image, (w, h) = self.transform.open(self.paths[i], pieces)
         except Exception as e:  # noqa: BLE001 - any decoding failure is reported per item
             return {"index": i, "error": f"{type(e).__name__}: {e}"}
         out: dict[str, Any] = {"index": i, "error": "", "pixels": self.transform(image)}
-        w, h = image.size
-        if self.regions.mode == "grid":
-            boxes = grid_boxes(w, h, self.regions.grid)
-            out["crops"] = [self.transform(image.crop(tuple(b))) for b in boxes.tolist()]
+        if mode == "grid":
+            boxes = grid_boxes(w, h, self.regions.grid)  # in the file's pixels
+            scale = np.array([image.width / w, image.height / h] * 2, np.float32)
+            out["crops"] = [self.transform(image.crop(tuple(b))) for b in (boxes * scale).tolist()]
             out["boxes"] = with_whole_image(boxes, w, h)
-        elif self.regions.mode == "detector":
-            out["image"] = image
+        elif self.regions.mode == "detector":  # the image for the detector's preprocessing
+            out["pil"] = image  # (in the collate, in this worker) and the crops (on the device)
+            out["image"] = torch.from_numpy(np.asarray(image, np.uint8).copy()).permute(2, 0, 1)
+        return out
+
+    def _source(self, i: int) -> dict[str, Any]:
+        """decode: gpu: a JPEG's bytes (decoded on the device), other formats decoded here."""
+        from PIL import Image
+
+        try:
+            with Image.open(self.paths[i]) as im:
+                w, h = im.size
+                jpeg = im.format == "JPEG"
+                raw = None if jpeg else load_image(self.paths[i])
+        except Exception as e:  # noqa: BLE001 - any decoding failure is reported per item
+            return {"index": i, "error": f"{type(e).__name__}: {e}"}
+        if jpeg:
+            data = torch.frombuffer(bytearray(Path(self.paths[i]).read_bytes()), dtype=torch.uint8)
+            source = (data, None)
+        else:
+            source = (None, torch.from_numpy(np.asarray(raw, np.uint8).copy()).permute(2, 0, 1))
+        out: dict[str, Any] = {"index": i, "error": "", "source": source}
+        if self.regions.mode == "grid":
+            out["boxes"] = with_whole_image(grid_boxes(w, h, self.regions.grid), w, h)
         return out
 
 
 class _Collate:
-    def __init__(self, tokenizer: TextTokenizer, texts: Sequence[str]):
+    def __init__(
+        self,
+        tokenizer: TextTokenizer,
+        texts: Sequence[str],
+        detector_inputs: DetectorInputs | None = None,
+    ):
         self.tokenizer, self.texts = tokenizer, list(texts)
+        self.detector_inputs = detector_inputs
 
     def __call__(self, samples: list[dict[str, Any]]) -> Loaded:
         good = [s for s in samples if not s["error"]]
@@ -150,11 +204,17 @@ class _Collate:
             index=np.array([s["index"] for s in samples], np.int64),
             ok=np.array([not s["error"] for s in samples], bool),
             errors=[s["error"] for s in samples],
-            pixels=torch.stack([s["pixels"] for s in good]) if good else torch.zeros(0),
+            pixels=torch.stack([s["pixels"] for s in good])
+            if good and "pixels" in good[0]
+            else torch.zeros(0, dtype=torch.uint8),
             tokens=self.tokenizer([self.texts[s["index"]] for s in samples]),
             crops=torch.stack(crops) if crops else None,
             boxes=[s["boxes"] for s in good if "boxes" in s],
             images=[s["image"] for s in good] if good and "image" in good[0] else None,
+            detector_inputs=self.detector_inputs([s["pil"] for s in good])
+            if good and self.detector_inputs is not None
+            else None,
+            sources=[s["source"] for s in good] if good and "source" in good[0] else None,
         )
 
 
@@ -206,7 +266,8 @@ class WordCache:
         for i in range(0, len(missing), self.batch_size):
             part = missing[i : i + self.batch_size]
             batch = tok.from_ids([[k] for k in part]) if self.unit == "bpe" else tok(part)
-            self.cache.update(zip(part, self.encoder.forward_tokens(batch), strict=True))
+            rows = self.encoder.to_host(self.encoder.forward_tokens(batch), "word")
+            self.cache.update(zip(part, rows, strict=True))
         dim = self.encoder.dim
         flat = [self.cache[k] for row in keys for k in row]
         return Ragged(
@@ -234,6 +295,7 @@ def extract_features(
     ``max_chunks`` stops (leaving the partial directory) after that many new chunks and
     returns None; the full run returns ``out``.
     """
+    check_decoder(settings, encoder.device)
     prep = read_prepared(prepared_dir)
     out = Path(out)
     n = len(prep.items)
@@ -302,18 +364,18 @@ def _chunks(
         return
     paths = [str(prep.image_path(it)) for it in prep.items]
     texts = [it.text for it in prep.items]
+    detector = (
+        Detector(settings.regions, encoder.device) if settings.regions.mode == "detector" else None
+    )
     loader = DataLoader(
-        _Items(paths, encoder.transform, settings.regions),
+        _Items(paths, encoder.transform, settings.regions, settings.decode),
         batch_sampler=batches,
-        collate_fn=_Collate(encoder.tokenizer, texts),
+        collate_fn=_Collate(encoder.tokenizer, texts, detector and detector.inputs()),
         **loader_options(settings.workers, encoder.pin_memory),
     )
     labels = prep.label_matrix()
     split = prep.official_split()
     words = WordCache(encoder, settings.words, settings.text_batch_size)
-    detector = (
-        Detector(settings.regions, encoder.device) if settings.regions.mode == "detector" else None
-    )
     parts: list[dict[str, Any]] = []
     chunk_end = min(n, start + settings.chunk_items)
     stream = progress(loader, desc="features", total=n, unit="item", initial=start, size=len)
@@ -321,7 +383,7 @@ def _chunks(
         parts.append(_encode(batch, prep, encoder, settings, words, detector))
         last = int(batch.index[-1]) + 1
         if last == chunk_end:
-            yield _merge(parts, labels, split, prep, last, settings)
+            yield _merge(_on_host(parts, encoder), labels, split, prep, last, settings)
             parts = []
             chunk_end = min(n, chunk_end + settings.chunk_items)
 
@@ -356,6 +418,15 @@ def _encode(
     if len(keep) == 0:
         part.update(image=None, text=None, words=None, regions=None)
         return part
+    if batch.sources is not None:
+        try:
+            batch.pixels, batch.crops = _device_pixels(batch, encoder)
+        except RuntimeError as e:
+            first, last = prep.items[int(keep[0])].id, prep.items[int(keep[-1])].id
+            raise CorruptImage(
+                f"decoding the images of items {first!r}..{last!r} on {encoder.device} failed "
+                f"({e}); features.decode: cpu names an unreadable file (and can skip it)"
+            ) from e
     part["image"] = encoder.forward_pixels(batch.pixels)
     part["text"] = encoder.forward_tokens(tokens)
     part["words"] = (
@@ -365,9 +436,57 @@ def _encode(
     return part
 
 
+def _device_pixels(batch: Loaded, encoder: Encoder) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """decode: gpu: the batch's JPEGs decoded on the device in one call, then every image
+    (and its grid tiles, from the boxes in the file's pixels) resized and cropped there."""
+    assert batch.sources is not None
+    device, transform = encoder.device, encoder.transform
+    jpegs = [i for i, (data, _) in enumerate(batch.sources) if data is not None]
+    images = [None if raw is None else raw.to(device) for _, raw in batch.sources]
+    if jpegs:
+        decoded = decode_jpegs([batch.sources[i][0] for i in jpegs], device)
+        for i, image in zip(jpegs, decoded, strict=True):
+            images[i] = image
+    pixels = torch.stack([transform.resize_tensor(im) for im in images])
+    if not batch.boxes:
+        return pixels, None
+    tiles = [
+        transform.resize_tensor(im[:, y0:y1, x0:x1])
+        for im, boxes in zip(images, batch.boxes, strict=True)
+        for x0, y0, x1, y1 in np.rint(boxes[:-1]).astype(int).tolist()
+    ]
+    return pixels, torch.stack(tiles) if tiles else None
+
+
+def decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """JPEG files' bytes -> (3, h, w) uint8 RGB tensors on ``device`` (torchvision's
+    ``decode_jpeg``: nvJPEG on CUDA)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def check_decoder(settings: ExtractSettings, device: torch.device) -> None:
+    """``decode: gpu`` needs a CUDA device and torchvision; say so before any work."""
+    if settings.decode != "gpu":
+        return
+    if device.type != "cuda":
+        raise ValueError(
+            f"features.decode: gpu decodes JPEGs on a CUDA device, but the stage runs on "
+            f"{device}; set features.device: cuda, or features.decode: cpu"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        raise ModuleNotFoundError(
+            "features.decode: gpu needs torchvision (the build that matches torch "
+            f"{torch.__version__}: pip install torchvision); or set features.decode: cpu"
+        )
+
+
 def _regions(
     batch: Loaded,
-    image_emb: np.ndarray,
+    image_emb: torch.Tensor,
     encoder: Encoder,
     settings: ExtractSettings,
     detector: Detector | None,
@@ -380,26 +499,26 @@ def _regions(
         crops = batch.crops
     else:
         assert detector is not None and batch.images is not None
-        found = detector.detect(batch.images)
-        boxes = [
-            with_whole_image(b, im.width, im.height)
-            for b, im in zip(found, batch.images, strict=True)
-        ]
-        crops_list = [
-            encoder.transform(im.crop(tuple(b)))
-            for bx, im in zip(found, batch.images, strict=True)
-            for b in bx.tolist()
+        sizes = [tuple(im.shape[1:]) for im in batch.images]  # (height, width)
+        with encoder._autocast():  # the encoder's autocast
+            found = detector.detect(sizes, batch.detector_inputs)
+        boxes = [with_whole_image(b, w, h) for b, (h, w) in zip(found, sizes, strict=True)]
+        images = [im.to(encoder.device, non_blocking=True) for im in batch.images]
+        crops_list = [  # cropped and resized on the device
+            encoder.transform.resize_tensor(im[:, y0:y1, x0:x1])
+            for bx, im in zip(found, images, strict=True)
+            for x0, y0, x1, y1 in np.rint(bx).astype(int).tolist()
         ]
         crops = torch.stack(crops_list) if crops_list else None
     crop_emb = (
-        np.concatenate(
+        torch.cat(
             [
                 encoder.forward_pixels(crops[i : i + settings.batch_size])
                 for i in range(0, len(crops), settings.batch_size)
             ]
         )
         if crops is not None
-        else np.zeros((0, encoder.dim), np.float32)
+        else image_emb[:0]
     )
     rows, pos = [], 0
     for k, bx in enumerate(boxes):  # crops of item k, then its whole image (= its global embedding)
@@ -409,10 +528,53 @@ def _regions(
         pos += r
     counts = [len(b) for b in boxes]
     return Ragged(
-        embeddings=np.concatenate(rows).astype(np.float32),
+        embeddings=torch.cat(rows),  # on the device until the chunk is complete
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         boxes=np.concatenate(boxes).astype(np.float32),
     )
+
+
+def _on_host(parts: list[dict[str, Any]], encoder: Encoder) -> list[dict[str, Any]]:
+    """The chunk's embeddings (image, text, regions of every batch), still on the device,
+    brought to the host in one asynchronous copy, with one NaN/Inf check run on the
+    device; the host waits once, for that copy."""
+    slots = [
+        (p, key)
+        for p in parts
+        if p["image"] is not None
+        for key in ("image", "text", "regions")
+        if p[key] is not None
+    ]
+    if not slots:
+        return parts
+    rows = torch.cat([_device_rows(p, key) for p, key in slots])
+    flat = torch.cat([rows.flatten(), torch.isfinite(rows).all().float().view(1)])
+    if flat.device.type == "cuda":
+        host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+        host.copy_(flat, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        done.synchronize()
+    else:
+        host = flat
+    arr = host.numpy()
+    values = arr[:-1].reshape(rows.shape)
+    pos = 0
+    for p, key in slots:
+        n = len(_device_rows(p, key))
+        part = values[pos : pos + n]
+        pos += n
+        if arr[-1] != 1 and not np.isfinite(part).all():
+            raise encoder.non_finite(part, "region" if key == "regions" else key)
+        if key == "regions":
+            p[key] = replace(p[key], embeddings=part)
+        else:
+            p[key] = part
+    return parts
+
+
+def _device_rows(part: dict[str, Any], key: str) -> torch.Tensor:
+    return part[key].embeddings if key == "regions" else part[key]
 
 
 def _merge(
@@ -516,14 +678,25 @@ def run_features(
     only the runtime settings are read (:func:`xmhash.features.settings.runtime_settings`:
     workers, batch size, chunk size, device, the encoder key mapping).
     """
-    if threads:
-        torch.set_num_threads(int(threads))
     runtime = runtime_settings(config or {})
-    opts = ExtractSettings.from_config({**settings, **runtime})
+    device = resolve_device(runtime["device"], "features.device")
+    cuda = device.type == "cuda"
+    threads = int(threads or job_threads(runtime, cuda=cuda, cpu_count=os.cpu_count()))
+    torch.set_num_threads(threads)
+    sizes = stage_sizes(runtime, cuda=cuda, threads=threads)
+    opts = ExtractSettings.from_config({**settings, **runtime, **sizes})
     enc = load_encoder(
         encoder,
-        device=resolve_device(runtime["device"], "features.device"),
+        device=device,
         dtype=opts.precision,
         extra=runtime["encoders"],
+        draft=bool(settings.get("draft", True)),
+    )
+    log.info(
+        "features on %s: %d threads, %d decode workers, batch %d",
+        device,
+        threads,
+        opts.workers,
+        opts.batch_size,
     )
     extract_features(prepared, enc, out, opts, dataset=dataset, encoder_key=encoder)

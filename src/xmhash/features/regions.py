@@ -91,8 +91,25 @@ def target_sizes(sizes: Sequence[tuple[int, int]], pads_to_square: bool) -> list
     return [(max(h, w), max(h, w)) for h, w in sizes]
 
 
+@dataclass(frozen=True)
+class DetectorInputs:
+    """The detector's preprocessing of a batch of PIL images (resize, normalise, pad; the
+    text prompts of a zero-shot detector): picklable, so the DataLoader workers run it."""
+
+    processor: Any
+    queries: tuple[str, ...] | None  # zero-shot detectors: the prompts; else None
+
+    def __call__(self, images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        if self.queries is not None:
+            texts = [list(self.queries)] * len(images)
+            inputs = self.processor(text=texts, images=list(images), return_tensors="pt")
+        else:
+            inputs = self.processor(images=list(images), return_tensors="pt")
+        return {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+
 class Detector:
-    """A ``transformers`` object detector returning boxes per PIL image."""
+    """A ``transformers`` object detector returning boxes per image."""
 
     def __init__(self, settings: RegionSettings, device: torch.device):
         from transformers import (
@@ -124,18 +141,24 @@ class Detector:
                 f"features.regions.mode: grid, which needs no detector"
             ) from e
 
+    def inputs(self) -> DetectorInputs:
+        """The preprocessing, for the DataLoader workers."""
+        return DetectorInputs(self.processor, self.settings.queries if self.zero_shot else None)
+
     @torch.inference_mode()
-    def detect(self, images: Sequence[Any]) -> list[np.ndarray]:
+    def detect(
+        self, sizes: Sequence[tuple[int, int]], inputs: dict[str, torch.Tensor]
+    ) -> list[np.ndarray]:
+        """Boxes per image of (height, width) ``sizes``, from the batch ``inputs`` made by
+        :meth:`inputs` (in the workers); runs under the caller's autocast. The boxes come to
+        the host here, once per batch: how many crops follow depends on them."""
         s = self.settings
-        sizes = [(im.height, im.width) for im in images]
-        if self.zero_shot:
-            inputs = self.processor(
-                text=[list(s.queries)] * len(images), images=list(images), return_tensors="pt"
-            )
-        else:
-            inputs = self.processor(images=list(images), return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items() if hasattr(v, "to")}
+        nb = self.device.type == "cuda"
+        inputs = {k: v.to(self.device, non_blocking=nb) for k, v in inputs.items()}
         outputs = self.model(**inputs)
+        for key, value in outputs.items():  # post-processing in fp32
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                outputs[key] = value.float()
         post = (
             self.processor.post_process_grounded_object_detection
             if self.zero_shot

@@ -3,11 +3,12 @@
 The feature rule reruns when a rule param changes, so its params are exactly what
 changes the file: the encoder's identity (:func:`encoder_identity`) and the content
 settings (:func:`content_settings`). The runtime settings (:func:`runtime_settings`:
-``features.workers``, ``features.batch_size``, ``features.chunk_items``, the device and
-the ``features.encoders`` mapping from short keys to models) change speed, memory and
-resume granularity, or results only at the level of floating-point noise, so changing
-them reruns nothing. Nothing here imports torch: the workflow calls it while it builds
-the job graph.
+``features.threads``, ``max_threads``, ``workers``, ``batch_size``, ``chunk_items``, the
+device and the ``features.encoders`` mapping from short keys to models) change speed,
+memory and resume granularity, or results only at the level of floating-point noise, so
+changing them reruns nothing. How many threads, decode workers and items per batch
+``auto`` means is decided here too (:func:`job_threads`, :func:`stage_sizes`). Nothing
+here imports torch: the workflow calls it while it builds the job graph.
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ ENCODERS: dict[str, str] = {
     "vitl14": "openai/clip-vit-large-patch14",
 }
 
-RUNTIME_KEYS = ("workers", "batch_size", "chunk_items", "device", "encoders")
+RUNTIME_KEYS = (
+    "threads",
+    "max_threads",
+    "workers",
+    "batch_size",
+    "chunk_items",
+    "device",
+    "encoders",
+)
+
+CPU_THREADS = 2  # the job's threads on the CPU, where the model and not decoding is the limit
+CPU_BATCH, CUDA_BATCH = 64, 256
 
 # the files of a saved model directory that make up the model: weights, configs, vocab
 _MODEL_FILES = (".json", ".safetensors", ".bin", ".txt", ".model")
@@ -93,6 +105,33 @@ def encoder_identity(
 def content_settings(features: Mapping[str, Any]) -> dict[str, Any]:
     """The ``features`` config block without the runtime settings."""
     return {k: v for k, v in features.items() if k not in RUNTIME_KEYS}
+
+
+def job_threads(features: Mapping[str, Any], *, cuda: bool, cpu_count: int | None) -> int:
+    """The feature job's CPU threads (the rule's ``threads``, so Slurm's cpus-per-task):
+    ``features.threads``, or for ``auto`` 2 on the CPU and, on CUDA, every core of the node
+    up to ``features.max_threads`` (decoding is what feeds the GPU)."""
+    threads = features.get("threads", "auto")
+    if threads != "auto":
+        return int(threads)
+    if not cuda:
+        return CPU_THREADS
+    return max(
+        CPU_THREADS, min(int(cpu_count or CPU_THREADS), int(features.get("max_threads", 16)))
+    )
+
+
+def stage_sizes(features: Mapping[str, Any], *, cuda: bool, threads: int) -> dict[str, int]:
+    """``workers`` and ``batch_size`` with ``auto`` resolved for the job. The threads drive
+    the decode workers: on CUDA one thread is left to the process feeding the GPU; on the
+    CPU the workers share the cores with the model, which is the slower of the two."""
+    workers = features.get("workers", "auto")
+    if workers == "auto":
+        workers = max(1, threads - 1) if cuda else threads
+    batch = features.get("batch_size", "auto")
+    if batch == "auto":
+        batch = CUDA_BATCH if cuda else CPU_BATCH
+    return {"workers": int(workers), "batch_size": int(batch)}
 
 
 def runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:

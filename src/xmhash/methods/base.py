@@ -29,6 +29,7 @@ matrices) are plain attributes, rebuilt by ``setup`` on resume.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import pickle
@@ -284,6 +285,9 @@ class DeepMethod(HashMethod):
     Params: ClassVar[type[DeepParams]]
     grad_clip: ClassVar[float | None] = None
     drop_last: ClassVar[bool] = True
+    # training.compile: true compiles ``loss`` with torch.compile; False for a loss that
+    # does host-side work between tensor operations (it would only break into pieces)
+    compilable: ClassVar[bool] = True
 
     def setup(self, data: TrainData) -> None:
         self.data = data
@@ -315,7 +319,9 @@ class DeepMethod(HashMethod):
 
     def batches(self, epoch: int, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         bs = self.params.batch_size
-        perm = torch.randperm(n, generator=generator)
+        # drawn where the generator lives (the trainer's device): the batches are views
+        # of one permutation, with no host copy per step
+        perm = torch.randperm(n, generator=generator, device=generator.device)
         stop = (n // bs) * bs if self.drop_last and n >= bs else n
         for start in range(0, stop, bs):
             yield perm[start : start + bs]
@@ -373,9 +379,21 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     z = F.normalize(torch.cat([a, b]), dim=1)
     m = len(a)
     sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * m, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(z.device)
-    return F.cross_entropy(sim, partner)
+    if torch.compiler.is_compiling():  # constants inside a compiled graph are folded
+        diagonal, partner = _nt_xent_constants.__wrapped__(m, z.device)
+    else:
+        diagonal, partner = _nt_xent_constants(m, z.device)
+    return F.cross_entropy(sim.masked_fill(diagonal, float("-inf")), partner)
+
+
+@functools.lru_cache(maxsize=8)
+def _nt_xent_constants(m: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """NT-Xent's diagonal mask and partner indices for 2m rows, built once per (m, device)
+    (a training run has one or two batch sizes) rather than at every step."""
+    with torch.inference_mode(False):  # usable in autograd even if first built under no-grad
+        diagonal = torch.eye(2 * m, dtype=torch.bool, device=device)
+        partner = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(device)
+    return diagonal, partner
 
 
 @dataclass(frozen=True)
