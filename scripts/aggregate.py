@@ -1,4 +1,4 @@
-"""aggregate: every run's metrics.json -> results/summary/{metrics,curves}.tsv."""
+"""aggregate: every run's metrics.json -> results/summary/{metrics,curves,warnings}.tsv."""
 
 from _bootstrap import init
 
@@ -7,5 +7,6 @@ init(snakemake)  # noqa: F821
 from xmhash.log import wrote  # noqa: E402
 from xmhash.report.aggregate import aggregate  # noqa: E402
 
-aggregate(snakemake.input, snakemake.output.metrics, snakemake.output.curves)  # noqa: F821
-wrote(snakemake.output)
+sm = snakemake  # noqa: F821
+aggregate(sm.input, sm.output.metrics, sm.output.curves, sm.output.warnings)
+wrote(sm.output)

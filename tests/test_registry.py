@@ -114,6 +114,40 @@ def _smoke_data(f, rows, cls, tmp_path) -> TrainData:
     )
 
 
+# Network widths of the contract tests. What they assert (code shapes and values, the
+# save/load round trip, fused optimiser steps, no host-device syncs) holds at any width;
+# at the papers' widths (UCCH: 8192 hidden units, 4096 memory keys) these tests took most
+# of the quick suite's time.
+SMALL_WIDTHS = {
+    "hidden": 64,
+    "image_hidden": 64,
+    "teacher_hidden": 64,
+    "width": 64,
+    "fusion_ff": 64,
+    "negatives": 64,
+}
+
+
+def small_params(cls, **overrides):
+    """``cls.Params()`` at small widths (:data:`SMALL_WIDTHS`), then ``overrides``."""
+    fields = {fl.name for fl in dataclasses.fields(cls.Params)}
+    widths = {k: v for k, v in SMALL_WIDTHS.items() if k in fields}
+    return dataclasses.replace(cls.Params(), **{**widths, **overrides})
+
+
+def test_contract_widths_are_small_for_every_method():
+    for name, cls in METHODS.items():
+        p = small_params(cls)
+        wide = {
+            fl.name: getattr(p, fl.name)
+            for fl in dataclasses.fields(p)
+            if fl.name not in ("epochs", "batch_size")
+            and type(getattr(p, fl.name)) is int
+            and getattr(p, fl.name) > 256
+        }
+        assert not wide, f"{name}: add {sorted(wide)} to SMALL_WIDTHS"
+
+
 @pytest.mark.parametrize("features", ["small_demo", "small_bow_demo"])
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_and_encodes(name, features, request, tmp_path):
@@ -127,7 +161,7 @@ def test_every_method_trains_and_encodes(name, features, request, tmp_path):
     available = SMOKE_NEEDS if f.words is not None else frozenset({"texts"})
     if not cls.needs <= available:
         pytest.skip(f"{name} needs {sorted(cls.needs - available)}; see its own tests")
-    params = cls.Params()
+    params = small_params(cls)
     if hasattr(params, "epochs"):
         params = dataclasses.replace(params, epochs=1, batch_size=64)
     data = _smoke_data(f, np.arange(200), cls, tmp_path)
@@ -158,9 +192,7 @@ def _three_epochs(name, small_demo, tmp_path):
     overrides = {"epochs": 3, "batch_size": 64}
     fields = {fl.name for fl in dataclasses.fields(cls.Params)}
     overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
-    method = cls(
-        dataclasses.replace(cls.Params(), **overrides), bits=16, image_dim=64, text_dim=64, seed=0
-    )
+    method = cls(small_params(cls, **overrides), bits=16, image_dim=64, text_dim=64, seed=0)
     return method, data
 
 
@@ -220,8 +252,9 @@ def test_no_training_step_synchronises_on_cuda(name, small_demo, tmp_path):
     fields = {fl.name for fl in dataclasses.fields(cls.Params)}
     overrides = {"epochs": 3, "batch_size": 64}
     overrides.update({k: v for k, v in {"warmup_epochs": 1, "clusters": 4}.items() if k in fields})
-    params = dataclasses.replace(cls.Params(), **overrides)
-    method = cls(params, bits=16, image_dim=64, text_dim=64, seed=0, device="cuda")
+    method = cls(
+        small_params(cls, **overrides), bits=16, image_dim=64, text_dim=64, seed=0, device="cuda"
+    )
     step = method.train_step
 
     def strict_step(*args):

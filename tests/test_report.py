@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,14 @@ import pandas as pd
 import pytest
 
 from xmhash.report.aggregate import aggregate, random_ranking_precision
+from xmhash.report.names import display_name
 from xmhash.report.plots import curves, map_vs_bits, method_styles, training_curves
-from xmhash.report.tables import beside_published, format_std, to_markdown, write_tables
+from xmhash.report.tables import (
+    beside_published,
+    format_std,
+    to_markdown,
+    write_tables,
+)
 
 
 def ours() -> pd.DataFrame:
@@ -68,11 +75,11 @@ def test_published_rows_sit_beside_ours_one_table_per_source():
     ]
     title, table = tables[0]
     # our method, then the paper's row of the same method (VTM-UCH == vtmuch spelling rule)
-    assert list(table.index) == ["ucch (ours)", "UCCH (published)", "lsh (ours)", "CVH (published)"]
+    assert list(table.index) == ["UCCH (ours)", "UCCH (published)", "LSH (ours)", "CVH (published)"]
     assert sorted({b for _, b in table.columns}) == [32, 64]  # union of both sides' bits
-    assert table.loc["ucch (ours)", ("i2t", 32)][0] == 0.705  # mean over seeds
+    assert table.loc["UCCH (ours)", ("i2t", 32)][0] == 0.705  # mean over seeds
     assert table.loc["UCCH (published)", ("t2i", 64)][0] == 0.74
-    assert not isinstance(table.loc["ucch (ours)", ("i2t", 64)], tuple)  # we ran no 64 bits
+    assert not isinstance(table.loc["UCCH (ours)", ("i2t", 64)], tuple)  # we ran no 64 bits
     assert "VGG" in title
     md = to_markdown(table, title)
     assert "| UCCH (published) | **0.740** |" in md  # the best of the column is bold
@@ -97,6 +104,7 @@ def run_metrics(method: str, bits: int, seed: int, rng) -> dict:
         "n_query": 100,
         "n_query_without_relevant": 20,
         "map@all": level + 0.01 * rng.standard_normal(),
+        "map@all_tie_aware": level - 0.01,
         "p@n": {"10": level + 0.1, "100": level},
         "pr": {
             "radius": list(range(bits + 1)),
@@ -104,6 +112,7 @@ def run_metrics(method: str, bits: int, seed: int, rng) -> dict:
             "recall": np.linspace(0, 1, bits + 1).tolist(),
         },
     }
+    flagged = (method, bits, seed) == ("enhash", 16, 1)
     return {
         "dataset": "demo",
         "variant": "",
@@ -112,6 +121,10 @@ def run_metrics(method: str, bits: int, seed: int, rng) -> dict:
         "seed": seed,
         "tasks": {"i2t": task, "t2i": task},
         "chance": {"map@all_expected": 0.26, "random_codes": {"map@all": 0.27}},
+        "warnings": ["collapsed query image codes: 3 distinct codes for 100 items"]
+        if flagged
+        else [],
+        "collapsed": flagged,
     }
 
 
@@ -123,7 +136,7 @@ def summary(tmp_path):
     for i, r in enumerate(runs):
         paths.append(tmp_path / f"m{i}.json")
         paths[-1].write_text(json.dumps(r))
-    aggregate(paths, tmp_path / "metrics.tsv", tmp_path / "curves.tsv")
+    aggregate(paths, tmp_path / "metrics.tsv", tmp_path / "curves.tsv", tmp_path / "warnings.tsv")
     return tmp_path
 
 
@@ -169,7 +182,10 @@ def test_map_vs_bits_is_publishable(summary):
         labels = [line.get_label() for line in ax.get_lines()]
         assert "chance" in labels
     assert _legend_outside(fig)
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*METHODS, "chance"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        *map(display_name, METHODS),
+        "chance",
+    ]
     assert any("over 2 seeds" in t.get_text() for t in fig.texts)
 
 
@@ -205,11 +221,11 @@ def test_training_curves_one_panel_per_trained_method(tmp_path):
             paths.append(str(p))
     fig = training_curves(paths, "demo", str(tmp_path / "t.png"), methods=METHODS)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["djsrh", "enhash"]
+    assert titles == ["DJSRH", "ENHash"]
     loss = [line for line in fig.axes[0].get_lines() if line.get_label() == "loss"][0]
     assert list(loss.get_ydata()) == [2.5, 1.5, 0.5]  # mean over seeds
     assert any(ax.get_ylabel() == "validation mAP@all" for ax in fig.axes)
-    assert any("closed form (no epochs): lsh" in t.get_text() for t in fig.texts)
+    assert any("closed form (no epochs): LSH" in t.get_text() for t in fig.texts)
 
 
 def test_tables_state_seeds_and_never_print_a_zero_spread(summary):
@@ -223,10 +239,10 @@ def test_tables_state_seeds_and_never_print_a_zero_spread(summary):
         methods=METHODS,
     )
     text = md.read_text()
-    assert "demo: map@all, mean ± std over 2 seeds" in text
+    assert "demo: mAP@all, mean ± std over 2 seeds" in text
     assert "± 0.000" not in text and "$\\pm$ 0.000" not in (summary / "t.tex").read_text()
-    assert "| chance (random codes) | 0.260 |" in text  # expected mAP@all of a random ranking
-    assert "| chance (random codes) | 0.200 |" in text  # expected P@100 of a random ranking
+    assert "| chance | 0.260 |" in text  # expected mAP@all of a random ranking
+    assert "| chance | 0.200 |" in text  # expected P@100 of a random ranking
 
 
 def test_cells_show_spread_only_from_two_seeds_and_flag_odd_counts():
@@ -238,8 +254,9 @@ def test_cells_show_spread_only_from_two_seeds_and_flag_odd_counts():
     md = to_markdown(table, "t")
     assert "| a | 0.500 ± <0.001 |" in md
     assert "| b | **0.600** (n=1) |" in md
-    assert format_std(0.0437) == "0.04" and format_std(0.00437) == "0.004"
-    assert format_std(0.0096) == format_std(0.0104) == "0.01"  # one digit after rounding
+    # one rule in every table: three decimals, as the means
+    assert format_std(0.0437) == "0.044" and format_std(0.00437) == "0.004"
+    assert format_std(0.0096) == format_std(0.0104) == "0.010"
 
 
 def test_runtime_table_per_rule_and_method(tmp_path):
@@ -261,7 +278,7 @@ def test_runtime_table_per_rule_and_method(tmp_path):
     assert table.loc[("train", "enhash"), "median s"] == 40.0
     assert table.loc[("train", "enhash"), "peak RSS MB"] == 500.0
     assert table.loc[("features", ""), "max s"] == 4.0
-    assert table.loc[("all", ""), "total min"] == pytest.approx(86 / 60)
+    assert table.loc[("total", ""), "total min"] == pytest.approx(86 / 60)
     write_runtime(files, str(tmp_path / "r.md"), str(tmp_path / "r.html"))
     assert "| train | enhash | 2 | 40 | 50 | " in (tmp_path / "r.md").read_text()
 
@@ -295,3 +312,108 @@ def test_graph_statistics_table(tmp_path):
     assert (row["communities"], row["modularity"], row["seconds"]) == (9, 0.61, 1.5)
     write_graph_stats([], str(tmp_path / "g.md"), str(tmp_path / "g.html"))
     assert "|" not in (tmp_path / "g.md").read_text()  # no graph: a sentence, no empty table
+
+
+def test_every_metric_of_the_evaluation_reaches_metrics_tsv(tmp_path):
+    from xmhash.metrics import evaluate, random_codes
+
+    rng = np.random.default_rng(2)
+    ql, dl = rng.random((40, 4)) < 0.3, rng.random((200, 4)) < 0.3
+    task = evaluate(random_codes(40, 16, 0), random_codes(200, 16, 1), ql, dl, 16, ks=(10,))
+    run = {"dataset": "d", "method": "lsh", "bits": 16, "seed": 0, "tasks": {"i2t": task}}
+    (tmp_path / "m.json").write_text(json.dumps(run))
+    aggregate([tmp_path / "m.json"], tmp_path / "metrics.tsv", tmp_path / "curves.tsv")
+    got = set(pd.read_csv(tmp_path / "metrics.tsv", sep="\t")["metric"])
+    scalars = {k for k, v in task.items() if not isinstance(v, dict)}
+    assert {"map@all", "map@all_tie_aware", "map@10_djsrh", "n_query"} <= scalars
+    assert scalars | {f"p@{n}" for n in task["p@n"]} <= got
+    run["tasks"]["i2t"]["ndcg"] = [0.5, 0.4]  # a new metric of unknown shape: an error
+    (tmp_path / "m.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="'ndcg'"):
+        aggregate([tmp_path / "m.json"], tmp_path / "x.tsv", tmp_path / "y.tsv")
+
+
+def test_flagged_runs_are_marked_in_every_table_format(summary):
+    outs = [str(summary / f"t.{ext}") for ext in ("md", "tex", "html")]
+    write_tables(
+        str(summary / "metrics.tsv"),
+        ["map@all"],
+        *outs,
+        methods=METHODS,
+        warnings_tsv=str(summary / "warnings.tsv"),
+    )
+    md, tex, html = (Path(p).read_text() for p in outs)
+    warning = "collapsed query image codes: 3 distinct codes for 100 items"
+    row = next(line for line in md.splitlines() if line.startswith("| ENHash |"))
+    assert row.split(" | ")[1].endswith("[a]")  # I→T 16 bits: the flagged run's cell
+    assert "[a]" not in row.split(" | ")[2]  # 32 bits: no flagged run
+    assert f"- [a] ENHash, 16 bits, seed 1: {warning}" in md
+    assert "$^{a}$" in tex and warning in tex
+    assert "<sup class='flag'>a</sup>" in html and warning in html
+    assert md.count("[a]") == 3  # I→T and T→I cells (codes collapse both tasks), the note
+
+
+def test_a_warning_naming_a_task_marks_that_task_only():
+    from xmhash.report.tables import run_notes
+
+    warnings = pd.DataFrame(
+        [("d", "", "lsh", 16, 0, "t2i mAP@all 0.250 is at chance (expected random 0.251)")],
+        columns=["dataset", "variant", "method", "bits", "seed", "warning"],
+    )
+    assert set(run_notes(warnings, "d", "")) == {("lsh", "t2i", 16)}
+    assert run_notes(warnings, "d", "noise-sym0.5") == {}
+
+
+def test_tie_aware_map_is_a_table_of_its_own(summary):
+    outs = [str(summary / f"t.{ext}") for ext in ("md", "tex", "html")]
+    write_tables(str(summary / "metrics.tsv"), ["map@all", "map@all_tie_aware"], *outs)
+    md = Path(outs[0]).read_text()
+    assert "### demo: mAP@all, mean" in md and "### demo: mAP@all (tie-aware), mean" in md
+
+
+def test_every_registered_method_has_a_display_name():
+    from xmhash.report.names import DISPLAY_NAMES
+
+    package = Path(__file__).resolve().parents[1] / "src" / "xmhash" / "methods"
+    names = {
+        m
+        for p in package.glob("*.py")
+        for m in re.findall(r'^    name = "(\w+)"', p.read_text(), re.M)
+    }
+    assert len(names) >= 15 and names <= set(DISPLAY_NAMES)
+    assert display_name("cca_itq") == "CCA-ITQ" and display_name("vtmuch") == "VTM-UCH"
+    assert display_name("enhash_nonotebook") == "ENHash (nonotebook)"
+
+
+@pytest.mark.parametrize("kind", ["pr", "pn"])
+def test_curves_at_every_code_length_with_seed_bands(summary, kind):
+    fig = curves(
+        str(summary / "curves.tsv"),
+        str(summary / "metrics.tsv"),
+        "demo",
+        str(summary / f"{kind}.pdf"),
+        kind=kind,
+        methods=METHODS[:3],
+    )
+    titles = {ax.get_title() for ax in fig.axes}
+    assert titles == {f"demo {t}, {b} bits" for t in ("I→T", "T→I") for b in (16, 32, 64)}
+    for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel()
+        assert len(ax.collections) == 3  # one ± std band per method (2 seeds)
+
+
+def test_every_plot_labels_its_axes_and_says_which_methods_are_the_papers(summary, tmp_path):
+    p = tmp_path / "djsrh" / "32bits" / "seed0" / "train_log.csv"
+    p.parent.mkdir(parents=True)
+    p.write_text("epoch,loss,quant\n1,2.0,0.5\n2,1.0,0.4\n")
+    figs = [
+        map_vs_bits(str(summary / "metrics.tsv"), "demo", str(tmp_path / "m.png")),
+        training_curves([str(p)], "demo", str(tmp_path / "t.png")),
+    ]
+    assert all(ax.get_xlabel() for fig in figs for ax in fig.axes if ax.axison)
+    assert figs[0].axes[0].get_ylabel() == "mAP@all"  # the panels beside share it
+    assert all(ax.get_ylabel() for ax in figs[1].axes if ax.axison)
+    legend = figs[0].legends[0]
+    assert "papers xmhash reproduces" in legend.get_title().get_text()
+    bold = {t.get_text() for t in legend.get_texts() if t.get_fontweight() == "bold"}
+    assert bold == {"VTM-UCH", "ENHash", "RSHNL"}

@@ -241,7 +241,7 @@ def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_clus
         run = wf / f"results/demo/{method}/8bits/seed0"
         for name in ("model.pt", "codes.h5", "metrics.json"):
             assert (run / name).stat().st_size > 0, run / name
-    assert "| cca_itq |" in (wf / "results/summary/tables.md").read_text()
+    assert "| CCA-ITQ |" in (wf / "results/summary/tables.md").read_text()
 
     # a parameter of one method: only that method's group and the summary go to Slurm
     overlay = wf / "change.yaml"
@@ -252,7 +252,7 @@ def test_demo_runs_under_slurm_and_a_param_change_resubmits_one_group(slurm_clus
     again = submitted(out)
     assert {log.parent.name for log in again.values()} == {
         "group_run_demo_cca_itq_evaluate_export_codes_train",
-        "group_summary_aggregate_plots_tables",
+        "group_summary_aggregate_plots_runtime_tables",
     }
     assert not set(again) & set(jobs)
     assert lsh_model.stat().st_mtime_ns == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import zipfile
@@ -40,7 +41,7 @@ def runs_of(jobs: set[tuple[str, str]], rule: str) -> set[str]:
     return {Path(out).parts[2] for r, out in jobs if r == rule}
 
 
-SUMMARY_RULES = {"aggregate", "tables", "plots", "all"}
+SUMMARY_RULES = {"aggregate", "tables", "plots", "runtime", "all"}
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +70,49 @@ def test_demo_produces_tables_plots_and_report(wf):
     assert (wf / "logs/demo/cca_itq/16bits/seed1/train.log").exists()
     assert (wf / "results/benchmarks/demo/cca_itq/16bits/seed1/train.tsv").exists()
     table = (summary / "tables.md").read_text()
-    assert "| cca_itq |" in table and "chance (random codes)" in table and "±" in table
+    assert "| CCA-ITQ |" in table and "| chance |" in table and "±" in table
+    assert "mAP@all (tie-aware)" in table  # beside mAP@all by default
     snakemake(wf, "--configfile", SMOKE, "--report", "report.html")
     html = (wf / "report.html").read_text(errors="ignore")
     assert "map_vs_bits.png" in html and "tables.html" in html
     assert "mailto:" not in html  # metric names such as mAP@all are literals in the captions
     assert "precision-recall" in html  # the items' labels name them, not their file names
+    # the landing page opens on the results: the mAP-vs-bits plot and the main table
+    desc = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html).group(1))
+    headings = re.findall(r"<h1[^>]*>(.*?)</h1>", desc)
+    assert headings[0] == "Results", headings
+    first = desc[: desc.index("Setup")]
+    assert "<svg" in first and "<table" in first and "CCA-ITQ" in first  # inline, no links
     snakemake(wf, "--configfile", SMOKE, "--report", "report.zip")
     with zipfile.ZipFile(wf / "report.zip") as z:
         names = z.namelist()
     assert any(n.endswith("report.html") for n in names), names
     assert any(n.endswith("map_vs_bits.png") for n in names), names
+
+
+def test_the_runtime_table_reads_the_benchmark_of_every_job(tmp_path):
+    """Every job of the DAG (demo, graph-trained method, noisy track) feeds the runtime
+    job: its benchmark file is one of the runtime job's inputs."""
+    wf = copy_workflow(tmp_path)
+    (wf / "grid.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "run": {"methods": ["lsh", "vtmuch"]},
+                "noise": {"methods": ["rshnl"], "rates": [0.5]},
+                "evaluation": {"export_mat": True},
+            }
+        )
+    )
+    dot = snakemake(wf, "--dag", "--configfile", SMOKE, "grid.yaml").stdout
+    rules = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)', dot, flags=re.M))
+    edges = re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)
+    (runtime,) = [n for n, rule in rules.items() if rule == "runtime"]
+    feeding = {a for a, b in edges if b == runtime}
+    missing = {rules[n] for n in rules if n not in feeding and rules[n] not in ("runtime", "all")}
+    assert not missing, f"jobs whose benchmark the runtime table misses: {sorted(missing)}"
+    assert {"train", "export_codes", "graph", "noise", "codes_mat", "plots"} <= {
+        rules[n] for n in feeding
+    }
 
 
 def test_every_rule_that_works_has_a_benchmark_and_resources_that_grow_on_retry():
@@ -225,7 +258,7 @@ def test_settings_that_do_not_change_any_file_rerun_nothing(wf, tmp_path, overla
 def test_export_mat_adds_the_mat_files_and_reruns_nothing_else(wf, tmp_path):
     (tmp_path / "o.yaml").write_text(yaml.safe_dump({"evaluation": {"export_mat": True}}))
     jobs = planned_jobs(wf, str(tmp_path / "o.yaml"))
-    assert {r for r, _ in jobs} == {"codes_mat", "all"}
+    assert {r for r, _ in jobs} == {"codes_mat", "runtime", "all"}  # their runtime too
     assert len([1 for r, _ in jobs if r == "codes_mat"]) == 8
 
 
@@ -323,7 +356,7 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
     args = ["--cores", "2", "--keep-going", "--configfile", SMOKE, "grid.yaml"]
     snakemake(wf, *args)
     summary = wf / "results/summary"
-    assert "| lsh |" in (summary / "tables.md").read_text()
+    assert "| LSH |" in (summary / "tables.md").read_text()
     (summary / "plots/gone").mkdir()
     (summary / "plots/gone/pr.png").write_text("a plot of an older run\n")
     before = {p: p.stat().st_mtime for p in summary.rglob("*") if p.is_file()}
@@ -339,7 +372,7 @@ def test_a_failed_method_leaves_a_summary_of_the_finished_runs_naming_it(tmp_pat
     proc = snakemake(wf, *args, check=False)
     assert proc.returncode != 0
     table = (summary / "tables.md").read_text()
-    assert "| cca_itq |" in table and "| lsh |" not in table, table
+    assert "| CCA-ITQ |" in table and "| LSH |" not in table, table
     assert "did not finish" in table and "`results/demo/lsh/8bits/seed0`" in table, table
     assert "results/demo/lsh/8bits/seed0" in (summary / "tables.html").read_text()
     runtime = (summary / "runtime.md").read_text()

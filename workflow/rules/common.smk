@@ -165,6 +165,7 @@ def final_targets():
         *graph_report_targets(),
         "results/summary/metrics.tsv",
         "results/summary/tables.md",
+        "results/summary/runtime.md",
         *plan.grid_paths(
             "results/summary/plots/{dataset}/{plot}.png",
             dataset=DATASETS,
@@ -507,3 +508,92 @@ def graph_report_targets():
             for seed in SEEDS
         }
     )
+
+
+# ---------------------------------------------------------------- report
+def _bench(path):
+    """A job's benchmark file: its output's path under results/benchmarks/."""
+    return path.replace("results/", "results/benchmarks/", 1)
+
+
+def _selected(datasets):
+    return [d for d in DATASETS if d in datasets]
+
+
+def computes_features(dataset):
+    """Whether the feature stage encodes the dataset's prepared directory (rather than
+    importing shipped features or generating the synthetic demo)."""
+    if dataset in datasets_with_source("demo_images"):
+        return True
+    return dataset in datasets_with_prepare() and encoder_key(dataset) != imported_encoder(dataset)
+
+
+def example_images(wildcards):
+    """The prepared directory, whose image files the retrieval figure shows, where the
+    features were computed from it."""
+    return [prepared_path(wildcards)] if computes_features(wildcards.dataset) else []
+
+
+def job_benchmarks():
+    """{rule: benchmark files} of every job of the workflow but `runtime` and `all`."""
+    graphs = graph_report_targets()
+    noisy = noise_targets()
+    return {
+        "download": [f"results/benchmarks/{d}/download.tsv" for d in _selected(real_datasets())],
+        "prepare": [
+            f"results/benchmarks/{d}/prepare.tsv"
+            for d in _selected(datasets_with_prepare())
+            if computes_features(d)
+        ],
+        "demo_images": [
+            f"results/benchmarks/{d}/prepared.tsv"
+            for d in _selected(datasets_with_source("demo_images"))
+        ],
+        "features": [f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS],
+        "split": plan.grid_paths(
+            "results/benchmarks/{dataset}/splits/seed{seed}.tsv", dataset=DATASETS, seed=SEEDS
+        ),
+        "noise": plan.grid_paths(
+            "results/benchmarks/{dataset}/noise/{noise}/seed{seed}.tsv",
+            dataset=DATASETS,
+            noise=NOISE_TAGS if NOISE_METHODS else [],
+            seed=SEEDS,
+        ),
+        "graph": [_bench(p).replace("_sizes.png", ".tsv") for p in graphs],
+        "graph_plot": [_bench(p).replace("_sizes.png", "_plot.tsv") for p in graphs],
+        **{
+            f"{rule}{track}": [_bench(p) for p in paths(f"{stage}.tsv")]
+            for rule, stage in (
+                ("train", "train"),
+                ("export_codes", "export"),
+                ("evaluate", "evaluate"),
+            )
+            for track, paths in (("", run_paths), ("_noisy", noisy_run_paths))
+        },
+        "codes_mat": [
+            f"results/benchmarks/codes_mat/{Path(p).parent.as_posix()}.tsv" for p in mat_targets()
+        ],
+        "aggregate": ["results/benchmarks/summary/aggregate.tsv"],
+        "tables": ["results/benchmarks/summary/tables.tsv"],
+        "plots": [f"results/benchmarks/summary/plots/{d}.tsv" for d in DATASETS],
+        "noise_weights_plot": [
+            _bench(p).replace(".png", ".tsv") for p in noisy if p.endswith("noise_weights.png")
+        ],
+        "noise_table": [_bench(p).replace(".md", ".tsv") for p in noisy if p.endswith(".md")],
+    }
+
+
+def evaluation_database(wildcards):
+    """What each query ranks on this dataset (evaluation.database, or the dataset's own)."""
+    return dataset_cfg(wildcards.dataset).get("database") or config["evaluation"]["database"]
+
+
+def example_codes(wildcards):
+    """The codes of the qualitative retrieval figure: a reproduced paper's method (else
+    the grid's first), at the longest code length, of the first seed."""
+    from xmhash.report.names import example_method
+
+    run = RUN.format(
+        dataset=wildcards.dataset, method=example_method(METHODS), bits=max(BITS), seed=SEEDS[0]
+    )
+    return f"{run}/codes.h5"

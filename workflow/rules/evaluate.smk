@@ -2,28 +2,11 @@
 # report's runtime, graph and training-curve pages.
 
 
-# The benchmark file of every job behind the summary, by stage, for the runtime table: a
-# job's benchmark file mirrors its output's path under results/benchmarks/.
-SUMMARY_BENCHMARKS = {
-    f"bench_{stage}{track}": [
-        p.replace("results/", "results/benchmarks/", 1) for p in paths(f"{stage}.tsv")
-    ]
-    for stage in ("train", "evaluate")
-    for track, paths in (("", run_paths), ("_noisy", noisy_run_paths))
-} | {
-    "bench_graph": [
-        p.replace("results/", "results/benchmarks/", 1).replace("_sizes.png", ".tsv")
-        for p in graph_report_targets()
-    ],
-    "bench_features": [f"results/benchmarks/{d}/features/{encoder_key(d)}.tsv" for d in DATASETS],
-}
-
-
 # A run that stops on an error (with --keep-going: after every other job) still leaves a
 # summary of the runs that finished, all of it (tables, plots, runtime, graphs), naming
 # the others (xmhash.report.finished).
 onerror:
-    summarise_finished_runs(SUMMARY_BENCHMARKS)
+    summarise_finished_runs(job_benchmarks())
 
 
 rule evaluate:
@@ -46,8 +29,7 @@ rule evaluate:
         runtime=scaled(15, per_input_mb=0.1),
     params:
         evaluation=evaluation_settings,
-        database=lambda wc: dataset_cfg(wc.dataset).get("database")
-        or config["evaluation"]["database"],
+        database=evaluation_database,
         code=code_fingerprint("xmhash.evaluate"),
     script:
         "../../scripts/evaluate.py"
@@ -65,6 +47,7 @@ rule aggregate:
             labels={"table": "all metrics (TSV)"},
         ),
         curves="results/summary/curves.tsv",
+        warnings="results/summary/warnings.tsv",
     log:
         "logs/summary/aggregate.log",
     benchmark:
@@ -84,8 +67,8 @@ rule aggregate:
 
 rule tables:
     input:
-        **{k: v for k, v in SUMMARY_BENCHMARKS.items() if v},
         metrics="results/summary/metrics.tsv",
+        warnings="results/summary/warnings.tsv",
         published=published_input,
         graph_stats=graph_stats_files(),
     output:
@@ -101,12 +84,6 @@ rule tables:
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "comparison"},
-        ),
-        runtime_markdown="results/summary/runtime.md",
-        runtime_html=report(
-            "results/summary/runtime.html",
-            caption="../report/runtime.rst",
-            category="Runtime",
         ),
         graphs_markdown="results/summary/graphs.md",
         graphs_html=report(
@@ -134,11 +111,41 @@ rule tables:
         "../../scripts/tables.py"
 
 
+rule runtime:
+    input:
+        **{rule: files for rule, files in job_benchmarks().items() if files},
+    output:
+        markdown="results/summary/runtime.md",
+        html=report(
+            "results/summary/runtime.html",
+            caption="../report/runtime.rst",
+            category="Runtime",
+        ),
+    log:
+        "logs/summary/runtime.log",
+    benchmark:
+        "results/benchmarks/summary/runtime.tsv"
+    group:
+        "summary"
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
+    params:
+        code=code_fingerprint("xmhash.report.runs"),
+    script:
+        "../../scripts/runtime.py"
+
+
 rule plots:
     input:
         metrics="results/summary/metrics.tsv",
         curves="results/summary/curves.tsv",
         history=lambda w: run_paths("train_log.csv", [w.dataset]),
+        example_codes=example_codes,
+        features=features_path,
+        prepared=example_images,
     output:
         map_vs_bits=report(
             "results/summary/plots/{dataset}/map_vs_bits.png",
@@ -161,6 +168,13 @@ rule plots:
             subcategory="{dataset}",
             labels={"plot": "precision@N"},
         ),
+        retrieval=report(
+            "results/summary/plots/{dataset}/retrieval.png",
+            caption="../report/retrieval.rst",
+            category="Plots",
+            subcategory="{dataset}",
+            labels={"plot": "retrieval examples"},
+        ),
         training=report(
             "results/summary/plots/{dataset}/training.png",
             caption="../report/training.rst",
@@ -168,9 +182,12 @@ rule plots:
             subcategory="{dataset}",
         ),
         map_vs_bits_pdf="results/summary/plots/{dataset}/map_vs_bits.pdf",
+        # inline in the report's landing page (an image there would not be embedded)
+        map_vs_bits_svg="results/summary/plots/{dataset}/map_vs_bits.svg",
         pr_pdf="results/summary/plots/{dataset}/pr.pdf",
         pn_pdf="results/summary/plots/{dataset}/pn.pdf",
         training_pdf="results/summary/plots/{dataset}/training.pdf",
+        retrieval_pdf="results/summary/plots/{dataset}/retrieval.pdf",
     log:
         "logs/summary/plots/{dataset}.log",
     benchmark:
@@ -184,6 +201,8 @@ rule plots:
         runtime=scaled(10),
     params:
         methods=METHODS,
-        code=code_fingerprint("xmhash.report.plots"),
+        database=evaluation_database,
+        tie_seed=config["evaluation"]["tie_seed"],
+        code=code_fingerprint("xmhash.report.plots", "xmhash.report.examples"),
     script:
         "../../scripts/plots.py"

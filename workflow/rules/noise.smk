@@ -119,6 +119,8 @@ rule noise_table:
         "logs/summary/noise_table.log",
     benchmark:
         "results/benchmarks/summary/noise_table.tsv"
+    group:
+        "summary"
     conda:
         "../../envs/core.yaml"
     resources:

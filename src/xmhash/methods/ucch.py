@@ -1,7 +1,7 @@
 """UCCH: Unsupervised Contrastive Cross-modal Hashing.
 
 Hu, Zhu, Lin, Peng, Zhang, "Unsupervised Contrastive Cross-modal Hashing", IEEE TPAMI 45(3),
-2023 (online 2022). Official code: github.com/penghu-cs/UCCH (read at 0c20e62: UCCH.py,
+2023. Official code: github.com/penghu-cs/UCCH (read at 0c20e62: UCCH.py,
 NCE/NCEAverage.py, NCE/NCECriterion.py, src/utils.py, nets/, utils/config.py).
 
 Per batch of m pairs with unit-norm relaxed codes u_i (image) and v_i (text),

@@ -7,7 +7,14 @@ precision (:func:`random_ranking_precision`), the other ``map@`` variants those 
 codes. ``variant`` is empty for the standard protocol (other tracks, e.g. noisy labels,
 name themselves there).
 
+Every scalar a task reports reaches ``metrics.tsv`` (mAP variants, the tie-aware mAP,
+query and database counts); ``p@n`` and ``pr`` are unfolded; a key of any other shape
+stops the aggregation with its name, so no metric is ever left out silently.
+
 ``curves.tsv``: the PR points (by Hamming radius) and P@N points of every run.
+
+``warnings.tsv``: one row per run and warning of its ``metrics.json`` (collapsed codes,
+tasks at chance, mechanisms that switched themselves off), for the tables' notes.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import pandas as pd
 from xmhash.io import atomic_path, read_json
 
 KEYS = ["dataset", "variant", "method", "bits", "seed"]
+CURVES = ("p@n", "pr")  # a task's structured entries, unfolded below
 
 
 def _key(m: dict[str, Any]) -> dict[str, Any]:
@@ -49,14 +57,36 @@ def random_ranking_precision(task: dict[str, Any]) -> tuple[float, float] | None
     return precision[-1], precision[-1] * (n - without) / n
 
 
-def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows, curves = [], []
+def _scalar(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def run_warnings(m: dict[str, Any]) -> list[str]:
+    """A run's warnings; ``collapsed`` without a warning that says so gets one."""
+    warnings = [str(w) for w in m.get("warnings") or []]
+    if m.get("collapsed") and not any(w.startswith("collapsed") for w in warnings):
+        warnings.append("collapsed codes")
+    return warnings
+
+
+def tidy(
+    results: Iterable[dict[str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(metrics, curves, warnings) frames of the runs' ``metrics.json`` contents."""
+    rows, curves, flags = [], [], []
     for m in results:
         key = _key(m)
+        flags += [{**key, "warning": w} for w in run_warnings(m)]
         for task, res in m["tasks"].items():
             for metric, value in res.items():
-                if metric.startswith("map@"):
+                if _scalar(value):
                     rows.append({**key, "task": task, "metric": metric, "value": value})
+                elif metric not in CURVES:
+                    raise ValueError(
+                        f"{key['method']} {key['bits']} bits seed {key['seed']}: task {task} "
+                        f"metric {metric!r} is neither a number nor one of {list(CURVES)}; "
+                        "teach xmhash.report.aggregate.tidy its layout"
+                    )
             for n, value in res.get("p@n", {}).items():
                 rows.append({**key, "task": task, "metric": f"p@{n}", "value": value})
                 curves.append({**key, "task": task, "curve": "p@n", "x": int(n), "y": value})
@@ -83,11 +113,21 @@ def tidy(results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
                 rows.append({**key, "task": "chance", "metric": metric, "value": value})
         if m.get("train_seconds") is not None:
             rows.append({**key, "task": "train", "metric": "seconds", "value": m["train_seconds"]})
-    return pd.DataFrame(rows), pd.DataFrame(curves)
+    return (
+        pd.DataFrame(rows),
+        pd.DataFrame(curves),
+        pd.DataFrame(flags, columns=[*KEYS, "warning"]),
+    )
 
 
-def aggregate(paths: Iterable[str | os.PathLike], metrics_out: str, curves_out: str) -> None:
-    df, curves = tidy(read_json(p) for p in paths)
-    for frame, out in ((df, metrics_out), (curves, curves_out)):
+def aggregate(
+    paths: Iterable[str | os.PathLike],
+    metrics_out: str,
+    curves_out: str,
+    warnings_out: str | None = None,
+) -> None:
+    df, curves, flags = tidy(read_json(p) for p in paths)
+    outs = [(df, metrics_out), (curves, curves_out)]
+    for frame, out in outs + ([(flags, warnings_out)] if warnings_out else []):
         with atomic_path(out) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

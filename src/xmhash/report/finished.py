@@ -53,9 +53,17 @@ def summarise_finished(
     metrics, curves = str(out / "metrics.tsv"), str(out / "curves.tsv")
     md, html = out / "tables.md", out / "tables.html"
     if done:
-        aggregate([f"{run}/metrics.json" for run in done], metrics, curves)
+        flags = str(out / "warnings.tsv")
+        aggregate([f"{run}/metrics.json" for run in done], metrics, curves, flags)
         tex = str(out / "tables.tex")
-        write_tables(metrics, markdown_out=str(md), latex_out=tex, html_out=str(html), **tables)
+        write_tables(
+            metrics,
+            markdown_out=str(md),
+            latex_out=tex,
+            html_out=str(html),
+            warnings_tsv=flags,
+            **tables,
+        )
         _part("plots", _plots, out, done, datasets, methods)
         _part("noisy-label summary", _noise, out, done, datasets, tables.get("methods"))
         _part("runtime table", _runtime, out, done, runs, benchmarks)

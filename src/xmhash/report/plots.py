@@ -2,10 +2,12 @@
 
 Every figure is written as PNG (for the report) and as vector PDF (for a paper), one
 file per path given. Each method keeps one colour and marker in every figure
-(:func:`method_styles`); the methods of the seed papers are drawn thicker and on top.
+(:func:`method_styles`) and is named by its display name; the methods of the papers
+xmhash reproduces are drawn thicker, on top and bold in the legend, whose title says so.
 Every retrieval panel carries its chance level (:mod:`xmhash.report.aggregate` explains
 how it is computed), and the number of seeds behind each mean is printed under the
-figure.
+figure. PR and P@N curves have one row of panels per code length, each curve the mean
+over seeds with a band of ± one standard deviation.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from xmhash.io import atomic_path  # noqa: E402
-from xmhash.report.tables import TASK_NAMES, read_tsv, seeds_phrase  # noqa: E402
+from xmhash.report.names import PAPER_METHODS, display_name  # noqa: E402
+from xmhash.report.tables import TASK_NAMES, metric_label, read_tsv, seeds_phrase  # noqa: E402
 
-# The methods of the papers this project reproduces: fixed, salient styles.
+# The methods of the papers this project reproduces (PAPER_METHODS): fixed, salient styles.
 SEED_PAPERS = {
     "enhash": ("#d62728", "*"),  # red star
     "vtmuch": ("#000000", "P"),  # black plus
@@ -47,6 +50,7 @@ _COLOURS = [
 ]
 _MARKERS = ["o", "s", "^", "v", "D", "<", ">", "h"]
 CHANCE_STYLE = {"color": "0.35", "ls": "--", "lw": 1.2, "label": "chance"}
+PAPERS_LEGEND = "bold, thick: the methods of\nthe papers xmhash reproduces"
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,12 @@ def _outputs(out: str | Sequence[str]) -> list[str]:
     return [out] if isinstance(out, str) else list(out)
 
 
-def _save(fig: Figure, out: str | Sequence[str], note: str = "", legend: bool = True) -> Figure:
-    """Write ``fig`` to each path in the format of its suffix (.png at 150 dpi, .pdf as
-    vectors), with one legend of all panels to their right and ``note`` under them."""
+def save_figure(
+    fig: Figure, out: str | Sequence[str], note: str = "", legend: bool = True
+) -> Figure:
+    """Write ``fig`` to each path in the format of its suffix (.png at 150 dpi, .pdf and
+    .svg as vectors), with one legend of all panels to their right and ``note`` under
+    them."""
     if legend:
         _shared_legend(fig)
     fig.tight_layout()
@@ -105,11 +112,19 @@ def _shared_legend(fig: Figure) -> None:
         handles.append(handles.pop(i))
         labels.append(labels.pop(i))
     if handles:
+        papers = {display_name(m) for m in PAPER_METHODS}
         legend = fig.legend(
-            handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False
+            handles,
+            labels,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+            title=PAPERS_LEGEND if papers & set(labels) else None,
+            title_fontsize=8,
+            alignment="left",
         )
         for text in legend.get_texts():
-            if text.get_text() in SEED_PAPERS:
+            if text.get_text() in papers:
                 text.set_fontweight("bold")
 
 
@@ -156,7 +171,14 @@ def map_vs_bits(
         for m in _methods(part, methods):
             s = part[part["method"] == m].groupby("bits")["value"].agg(["mean", "std", "count"])
             yerr = s["std"].where(s["count"] >= 2)  # no bar from a single seed
-            ax.errorbar(s.index, s["mean"], yerr=yerr, capsize=3, label=m, **styles[m].kwargs())
+            ax.errorbar(
+                s.index,
+                s["mean"],
+                yerr=yerr,
+                capsize=3,
+                label=display_name(m),
+                **styles[m].kwargs(),
+            )
         if len(floor):
             ax.plot(floor.index, floor.values, **CHANCE_STYLE)
         ax.set(title=f"{dataset} {TASK_NAMES[task]}", xlabel="code length (bits)")
@@ -164,8 +186,8 @@ def map_vs_bits(
         ax.set_xticks(bits, [str(b) for b in bits])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(metric)
-    return _save(fig, out, _seeds_note(runs, "Mean ± std"))
+    axes[0].set_ylabel(metric_label(metric))
+    return save_figure(fig, out, _seeds_note(runs, "Mean ± std"))
 
 
 def curves(
@@ -174,42 +196,56 @@ def curves(
     dataset: str,
     out: str | Sequence[str],
     kind: str,
-    bits: int | None = None,
+    bits: Sequence[int] | None = None,
     methods: Sequence[str] | None = None,
 ) -> Figure:
-    """``kind`` = 'pr' (precision vs recall by radius) or 'pn' (P@N vs N); the dashed
-    line is the precision a random ranking is expected to reach (the same at every
-    radius and every N)."""
+    """``kind`` = 'pr' (precision vs recall by radius) or 'pn' (P@N vs N); one row of
+    panels (I→T, T→I) per code length (``bits``: all of the grid by default). Each curve
+    is the mean over seeds with a ± one std band; the dashed line is the precision a
+    random ranking is expected to reach (the same at every radius and every N)."""
     df = read_tsv(curves_tsv)
     df = df[(df["dataset"] == dataset) & (df["variant"] == "")]  # the standard protocol only
-    bits = bits or int(df["bits"].max())
-    df = df[df["bits"] == bits]
+    lengths = sorted(int(b) for b in (bits or df["bits"].unique()))
+    df = df[df["bits"].isin(lengths)]
     styles = method_styles(methods or list(dict.fromkeys(df["method"])))
     chance = _chance(read_tsv(metrics_tsv), dataset, "precision" if kind == "pr" else "p@n")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    for ax, task in zip(axes, TASK_NAMES, strict=True):
-        part = df[df["task"] == task]
-        for m in _methods(part, methods):
-            mp = part[part["method"] == m]
-            style = {**styles[m].kwargs(), "ms": styles[m].kwargs()["ms"] * 0.6}
-            if kind == "pr":
-                p = mp[mp["curve"] == "precision"].groupby("x")["y"].mean()
-                r = mp[mp["curve"] == "recall"].groupby("x")["y"].mean()
-                ax.plot(r.values, p.reindex(r.index).values, label=m, markevery=0.1, **style)
-                ax.set(xlabel="recall")
-            else:
-                s = mp[mp["curve"] == "p@n"].groupby("x")["y"].mean()
-                ax.plot(s.index, s.values, label=m, **style)
-                ax.set(xlabel="N (top-ranked items)")
-                ax.set_xscale("log")
-                ax.set_xticks(s.index, [str(int(n)) for n in s.index])  # the N evaluated
-                ax.minorticks_off()
-        if bits in chance.index:
-            ax.axhline(chance[bits], **CHANCE_STYLE)
-        ax.set_title(f"{dataset} {TASK_NAMES[task]}, {bits} bits")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("precision" if kind == "pr" else "precision@N")
-    return _save(fig, out, _seeds_note(df, "Mean"))
+    fig, axes = plt.subplots(
+        len(lengths), 2, figsize=(9, 3.0 * len(lengths)), sharey=True, squeeze=False
+    )
+    for row, b in zip(axes, lengths, strict=True):
+        for ax, task in zip(row, TASK_NAMES, strict=True):
+            part = df[(df["task"] == task) & (df["bits"] == b)]
+            for m in _methods(part, methods):
+                _curve(ax, part[part["method"] == m], kind, display_name(m), styles[m])
+            if b in chance.index:
+                ax.axhline(chance[b], **CHANCE_STYLE)
+            ax.set_title(f"{dataset} {TASK_NAMES[task]}, {b} bits")
+            ax.set_ylabel("precision" if kind == "pr" else "precision@N")
+            ax.grid(alpha=0.3)
+    return save_figure(fig, out, _seeds_note(df, "Mean, band ± std"))
+
+
+def _curve(ax, runs: pd.DataFrame, kind: str, label: str, style: Style) -> None:
+    """One method's mean curve over its seeds, with a ± std band where there are two."""
+    kw = {**style.kwargs(), "ms": style.kwargs()["ms"] * 0.6}
+    if kind == "pr":
+        by_x = runs.pivot_table(index="x", columns="curve", values="y", aggfunc=["mean", "std"])
+        by_x = by_x.dropna(subset=[("mean", "precision"), ("mean", "recall")])
+        x, y = by_x[("mean", "recall")], by_x[("mean", "precision")]
+        std = by_x[("std", "precision")] if ("std", "precision") in by_x else None
+        ax.plot(x.values, y.values, label=label, markevery=0.1, **kw)
+        ax.set_xlabel("recall")
+    else:
+        s = runs[runs["curve"] == "p@n"].groupby("x")["y"].agg(["mean", "std"])
+        x, y, std = s.index.to_series(), s["mean"], s["std"]
+        ax.plot(x.values, y.values, label=label, **kw)
+        ax.set_xlabel("N (top-ranked items)")
+        ax.set_xscale("log")
+        ax.set_xticks(x.values, [str(int(n)) for n in x.values])  # the N evaluated
+        ax.minorticks_off()
+    if std is not None and std.notna().any():
+        lo, hi = (y - std.fillna(0)).values, (y + std.fillna(0)).values
+        ax.fill_between(x.values, lo, hi, color=style.color, alpha=0.15, lw=0, zorder=1)
 
 
 # history columns that are bookkeeping, not loss terms
@@ -265,8 +301,9 @@ def training_curves(
             style = {"color": "k", "lw": 2.2} if c == "loss" else {"color": next(palette)}
             ax.plot(mean.index, mean[c], label=c, lw=style.pop("lw", 1.1), **style)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(m, fontweight="bold" if m in SEED_PAPERS else "normal")
+        ax.set_title(display_name(m), fontweight="bold" if m in PAPER_METHODS else "normal")
         ax.set_xlabel("epoch")
+        ax.set_ylabel("loss terms")
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         anchor = 1.02
@@ -288,9 +325,9 @@ def training_curves(
         )
     note = _seeds_note(h, f"Loss terms at {bits} bits, mean") if len(h) else ""
     if closed:
-        note += f"; closed form (no epochs): {', '.join(closed)}"
+        note += f"; closed form (no epochs): {', '.join(map(display_name, closed))}"
     fig.suptitle(f"{dataset}: training curves")
-    return _save(fig, out, note, legend=False)
+    return save_figure(fig, out, note, legend=False)
 
 
 # the figures of one dataset, each written as .png and .pdf (the plots rule's outputs)
@@ -306,10 +343,10 @@ def dataset_plots(
     methods: Sequence[str] | None = None,
 ) -> None:
     """Every figure of :data:`DATASET_PLOTS` for one dataset; ``out`` maps each name, and
-    the name with ``_pdf``, to its file."""
+    the name with ``_pdf`` (and ``_svg`` where given), to its file."""
 
     def paths(name: str) -> list[str]:
-        return [out[name], out[f"{name}_pdf"]]
+        return [out[k] for k in (name, f"{name}_pdf", f"{name}_svg") if k in out.keys()]
 
     map_vs_bits(metrics_tsv, dataset, paths("map_vs_bits"), methods=methods)
     for kind in ("pr", "pn"):

@@ -46,7 +46,7 @@ def read_benchmarks(files: Mapping[str, Sequence[str]]) -> pd.DataFrame:
 
 def runtime_table(bench: pd.DataFrame) -> pd.DataFrame:
     """Per rule (and method): jobs, median and max wall seconds, total wall and CPU minutes,
-    peak resident memory in MB; the total row last."""
+    peak resident memory in MB; the total over all jobs last."""
     g = bench.groupby(["rule", "method"], sort=False)
     table = pd.DataFrame(
         {
@@ -59,7 +59,7 @@ def runtime_table(bench: pd.DataFrame) -> pd.DataFrame:
         }
     ).reset_index()
     total = {
-        "rule": "all",
+        "rule": "total",
         "method": "",
         "jobs": len(bench),
         "median s": float("nan"),  # of jobs of different rules: meaningless

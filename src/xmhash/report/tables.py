@@ -1,26 +1,45 @@
 """Comparison tables as the papers lay them out: one row per method, columns per task x bits.
 
 Cells are the mean over seeds, ± the sample standard deviation when there are at least
-two seeds. The title states the number of seeds; a cell with fewer seeds than the rest
-of its table says so (``(n=1)``). The deviation is printed to one significant digit
-(at most three decimals, ``<0.001`` below that): from two or three seeds it is a rough
-spread, not a precise error bar, and more digits would claim otherwise. The best mean
-of each column is bold. The last row is the chance level on the same split: the
-expected mAP@all of a random ranking, the expected precision of a random ranking for
-P@N, random codes for the other mAP variants.
+two seeds, both to three decimals in every table (:func:`format_std`). The title states
+the number of seeds; a cell with fewer seeds than the rest of its table says so
+(``(n=1)``). The best mean of each column is bold. The last row is the chance level on
+the same split: the expected mAP@all of a random ranking, the expected precision of a
+random ranking for P@N, random codes for the other mAP variants.
+
+Methods are shown by their display names (:mod:`xmhash.report.names`, the one place that
+spells them), metrics by :func:`metric_label`. A cell one of whose runs the evaluation
+flagged (``warnings`` of its ``metrics.json``: collapsed codes, a task at chance, a
+mechanism that switched itself off) carries a letter, and the note under the table
+names the run and the warning.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from html import escape
 
 import pandas as pd
 
 from xmhash.io import atomic_path
+from xmhash.report.names import display_name
 
 TASK_NAMES = {"i2t": "I→T", "t2i": "T→I"}
 CHANCE = "chance"
+
+
+def metric_label(metric: str) -> str:
+    """``map@all_tie_aware`` -> ``mAP@all (tie-aware)``, ``map@50_djsrh`` -> ``mAP@50
+    (DJSRH's definition)``, ``p@100`` -> ``P@100``."""
+    name, _, variant = metric.partition("_")
+    name = name.replace("map@", "mAP@").replace("p@", "P@")
+    suffix = {
+        "": "",
+        "tie_aware": " (tie-aware)",
+        "djsrh": " (DJSRH's definition)",
+        "dcmh": " (DCMH's definition)",
+    }.get(variant, f" ({variant})")
+    return name + suffix
 
 
 def read_tsv(path: str) -> pd.DataFrame:
@@ -42,14 +61,8 @@ def seeds_phrase(counts: Sequence[int] | pd.Series) -> str:
 
 
 def format_std(std: float) -> str:
-    """One significant digit, at most three decimals: 0.04, 0.004, <0.001."""
-    if std < 0.0005:
-        return "<0.001"
-    digits = -math.floor(math.log10(std))
-    if round(std, digits) >= 10.0 ** (1 - digits):  # 0.0096 rounds up to 0.01
-        digits -= 1
-    digits = min(3, max(1, digits))
-    return f"{std:.{digits}f}"
+    """Three decimals, as the means: 0.044, 0.004, <0.001 (never a spread of 0.000)."""
+    return "<0.001" if std < 0.0005 else f"{std:.3f}"
 
 
 def _seed_counts(table: pd.DataFrame) -> list[int]:
@@ -133,23 +146,79 @@ def _best(table: pd.DataFrame) -> dict:
     return best
 
 
-def to_markdown(table: pd.DataFrame, title: str) -> str:
+# {(method, task, bits): [note, ...]}: the warnings of the runs behind each cell
+Notes = Mapping[tuple[str, str, int], Sequence[str]]
+
+
+def read_warnings(path: str | None) -> pd.DataFrame:
+    """``warnings.tsv`` (one row per run and warning), or an empty frame without one."""
+    cols = ["dataset", "variant", "method", "bits", "seed", "warning"]
+    if not path:
+        return pd.DataFrame(columns=cols)
+    return pd.read_csv(
+        path, sep="\t", keep_default_na=False, dtype={"variant": str, "dataset": str}
+    )
+
+
+def run_notes(warnings: pd.DataFrame, dataset: str, variant: str) -> dict:
+    """The notes of one table's cells: a warning that names a task (``i2t ...``) marks
+    that task's cell, any other both tasks' cells of its method and code length."""
+    notes: dict = {}
+    sel = warnings[(warnings["dataset"] == dataset) & (warnings["variant"] == variant)]
+    for r in sel.itertuples(index=False):
+        task = str(r.warning).split(" ", 1)[0]
+        tasks = [task] if task in TASK_NAMES else list(TASK_NAMES)
+        text = f"{display_name(r.method)}, {int(r.bits)} bits, seed {int(r.seed)}: {r.warning}"
+        for t in tasks:
+            notes.setdefault((r.method, t, int(r.bits)), []).append(text)
+    return notes
+
+
+def _letters(table: pd.DataFrame, notes: Notes | None) -> tuple[dict, list[tuple[str, str]]]:
+    """({(row, column): letters}, [(letter, note)]) for the flagged cells of ``table``."""
+    marks, order = {}, {}
+    for m in table.index:
+        for t, b in table.columns:
+            for text in (notes or {}).get((m, t, int(b)), ()):
+                order.setdefault(text, _letter(len(order)))
+                marks[(m, (t, b))] = marks.get((m, (t, b)), "") + order[text]
+    return marks, [(letter, text) for text, letter in order.items()]
+
+
+def _letter(i: int) -> str:
+    return "abcdefghijklmnopqrstuvwxyz"[i % 26] * (i // 26 + 1)
+
+
+def _label(m) -> str:
+    return "chance" if m == CHANCE else display_name(str(m))
+
+
+def to_markdown(table: pd.DataFrame, title: str, notes: Notes | None = None) -> str:
     best, seeds = _best(table), table_seeds(table)
+    marks, footnotes = _letters(table, notes)
     head = "| Method | " + " | ".join(f"{TASK_NAMES[t]} {b}" for t, b in table.columns) + " |"
     sep = "|---|" + "---|" * len(table.columns)
     lines = [f"### {title}", "", head, sep]
     for m, row in table.iterrows():
-        label = "chance (random codes)" if m == CHANCE else m
-        lines.append(
-            f"| {label} | "
-            + " | ".join(_cell(row[c], best.get(c) == m, False, seeds) for c in table.columns)
-            + " |"
-        )
+        cells = []
+        for c in table.columns:
+            text = _cell(row[c], best.get(c) == m, False, seeds)
+            cells.append(text + (f" [{marks[(m, c)]}]" if (m, c) in marks else ""))
+        lines.append(f"| {_label(m)} | " + " | ".join(cells) + " |")
+    if footnotes:
+        lines += ["", "Flagged runs:", ""] + [f"- [{a}] {text}" for a, text in footnotes]
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame, title: str) -> str:
+def _latex_text(text: str) -> str:
+    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&")):
+        text = text.replace(a, b)
+    return text.replace("#", "\\#").replace("→", "$\\to$")
+
+
+def to_latex(table: pd.DataFrame, title: str, notes: Notes | None = None) -> str:
     best, seeds = _best(table), table_seeds(table)
+    marks, footnotes = _letters(table, notes)
     bits = sorted({b for _, b in table.columns})
     tasks = [t for t in TASK_NAMES if any(c[0] == t for c in table.columns)]
     spec = "l" + "|".join("c" * len(bits) for _ in tasks)
@@ -164,32 +233,44 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
         "\\midrule",
     ]
     for m, row in table.iterrows():
-        label = "Chance" if m == CHANCE else str(m).replace("_", "\\_")
-        lines.append(
-            label
-            + " & "
-            + " & ".join(_cell(row[c], best.get(c) == m, True, seeds) for c in table.columns)
-            + " \\\\"
-        )
+        cells = [
+            _cell(row[c], best.get(c) == m, True, seeds)
+            + (f"$^{{{marks[(m, c)]}}}$" if (m, c) in marks else "")
+            for c in table.columns
+        ]
+        lines.append(_latex_text(_label(m)) + " & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
+    if footnotes:
+        lines += [
+            "\\par\\footnotesize "
+            + "; ".join(f"$^{{{a}}}$ {_latex_text(text)}" for a, text in footnotes)
+        ]
     return "\n".join(lines) + "\n"
 
 
-def to_html(table: pd.DataFrame, title: str) -> str:
+def to_html(table: pd.DataFrame, title: str, notes: Notes | None = None) -> str:
     best, seeds = _best(table), table_seeds(table)
+    marks, footnotes = _letters(table, notes)
     head = "".join(f"<th>{TASK_NAMES[t]} {b}</th>" for t, b in table.columns)
     rows = []
     for m, row in table.iterrows():
-        label = "chance (random codes)" if m == CHANCE else m
-        cells = "".join(
-            f"<td>{'<b>' if best.get(c) == m else ''}{_cell(row[c], False, False, seeds)}"
-            f"{'</b>' if best.get(c) == m else ''}</td>"
-            for c in table.columns
-        )
-        rows.append(f"<tr><td>{label}</td>{cells}</tr>")
+        cells = ""
+        for c in table.columns:
+            text = escape(_cell(row[c], False, False, seeds))
+            if best.get(c) == m:
+                text = f"<b>{text}</b>"
+            if (m, c) in marks:
+                text += f"<sup class='flag'>{marks[(m, c)]}</sup>"
+            style = " style='background:#fff3cd'" if (m, c) in marks else ""
+            cells += f"<td{style}>{text}</td>"
+        rows.append(f"<tr><td>{escape(_label(m))}</td>{cells}</tr>")
+    foot = "".join(f"<li><sup>{a}</sup> {escape(text)}</li>" for a, text in footnotes)
     return (
-        f"<h3>{title}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
-        f"collapse'>\n<tr><th>Method</th>{head}</tr>\n" + "\n".join(rows) + "\n</table>\n"
+        f"<h3>{escape(title)}</h3>\n<table border='1' cellpadding='4' style='border-collapse:"
+        f"collapse'>\n<tr><th>Method</th>{head}</tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n"
+        + (f"<p>Flagged runs:</p><ul class='flags'>{foot}</ul>\n" if foot else "")
     )
 
 
@@ -220,14 +301,14 @@ def beside_published(
         theirs = list(dict.fromkeys(rows["method"]))
         order = []
         for m in ours_rows:
-            order.append(f"{m} (ours)")
-            order += [f"{p} (published)" for p in theirs if _key(p) == _key(m)]
+            order.append(f"{display_name(m)} (ours)")
+            order += [f"{p} (published)" for p in theirs if _key(p) == _key(display_name(m))]
         order += [f"{p} (published)" for p in theirs if f"{p} (published)" not in order]
         table = pd.DataFrame(index=order, columns=pd.MultiIndex.from_tuples(cols), dtype=object)
         for m in ours_rows:
             for c in cols:
                 if c in mine.columns and isinstance(mine.loc[m, c], tuple):
-                    table.loc[f"{m} (ours)", c] = mine.loc[m, c]
+                    table.loc[f"{display_name(m)} (ours)", c] = mine.loc[m, c]
         for r in rows.itertuples():
             if (r.task, int(r.bits)) in table.columns:
                 table.loc[f"{r.method} (published)", (r.task, int(r.bits))] = (
@@ -238,7 +319,8 @@ def beside_published(
         features = rows["features"].iloc[0]
         out.append(
             (
-                f"{dataset} beside {source} ({published_as}; their features: {features}): {metric}",
+                f"{dataset} beside {source} ({published_as}; their features: {features}): "
+                + metric_label(metric),
                 table,
             )
         )
@@ -254,15 +336,22 @@ def write_tables(
     methods: Sequence[str] | None = None,
     published_tsv: str | None = None,
     published_as: Mapping[str, str] | None = None,
+    warnings_tsv: str | None = None,
 ) -> None:
-    df = read_tsv(metrics_tsv)
+    """One table per metric and (dataset, variant), then our tables beside published
+    ones; the cells of runs in ``warnings_tsv`` are marked and their warnings listed."""
+    df, flags = read_tsv(metrics_tsv), read_warnings(warnings_tsv)
     md, tex, html = ["# Results\n"], [], ["<html><body><h2>Results</h2>"]
     for metric in metrics:
         for (dataset, variant), table in comparison(df, metric, methods).items():
-            title = f"{dataset}{' / ' + variant if variant else ''}: {metric}, " + _spread(table)
-            md.append(to_markdown(table, title))
-            tex.append(to_latex(table, title))
-            html.append(to_html(table, title))
+            title = (
+                f"{dataset}{' / ' + variant if variant else ''}: {metric_label(metric)}, "
+                + _spread(table)
+            )
+            notes = run_notes(flags, dataset, variant)
+            md.append(to_markdown(table, title, notes))
+            tex.append(to_latex(table, title, notes))
+            html.append(to_html(table, title, notes))
     if published_tsv and published_as:
         pub = pd.read_csv(published_tsv, sep="\t", dtype={"dataset": str})
         md.append(
