@@ -252,10 +252,10 @@ def acceptance(
             rivals = [r for r in ENHASH_RIVALS if r in means]
             if not rivals:
                 why.append(f"no {'/'.join(ENHASH_RIVALS)} run to compare with")
-            for b in bits:
+            for b in bits if rivals else ():
                 best = max((means[r][("i2t", b)] + means[r][("t2i", b)]) / 2 for r in rivals)
                 mine = (means[name][("i2t", b)] + means[name][("t2i", b)]) / 2
-                if rivals and mine < best:
+                if mine < best:
                     why.append(f"mean {b}: best rival{mine - best:+.4f}")
         verdicts[name] = "pass" if not why else "FAIL: " + "; ".join(why)
     return verdicts

@@ -45,6 +45,12 @@ def test_acceptance_holds_enhash_to_the_best_of_its_rivals():
     assert rq.acceptance(means, {}, [16], deep)["enhash"] == "pass"
 
 
+def test_acceptance_of_enhash_run_alone_says_it_has_no_rival():
+    means = _means(lsh=(0.1, 0.1), enhash=(0.34, 0.34))
+    verdict = rq.acceptance(means, {}, [16], {"enhash"})["enhash"]
+    assert verdict == "FAIL: no djsrh/jdsh/dgcpn run to compare with"
+
+
 def test_short_schedules_cap_epochs_and_warmup():
     assert rq.short_schedule({"epochs": 10, "warmup_epochs": 2, "lr": 1}, 2) == {
         "epochs": 2,
