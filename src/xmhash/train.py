@@ -103,22 +103,19 @@ def seed_everything(seed: int) -> None:
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """One host->device copy; pinned and non-blocking on CUDA."""
-    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
+    """One host->device copy of a float32 array; pinned and non-blocking on CUDA."""
+    return _to_device(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), device)
 
 
 # select_metric -> the metric (xmhash.metrics.evaluate's key) that ranks the epochs
 SELECT_METRICS = {"map": "map@all", "tie_aware": "map@all_tie_aware"}
 
 
-def _to_device(idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host index tensor on ``device``; pinned and non-blocking on CUDA, so it never waits."""
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``; pinned and non-blocking on CUDA, so it never waits."""
     if device.type == "cuda":
-        return idx.pin_memory().to(device, non_blocking=True)
-    return idx.to(device)
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def compile_loss(method: DeepMethod) -> bool:
