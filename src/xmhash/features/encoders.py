@@ -150,7 +150,7 @@ class ImageTransform:
         ch, cw = self.crop
         left, top = (size[0] - cw) // 2, (size[1] - ch) // 2
         image = image.crop((left, top, left + cw, top + ch))
-        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return uint8_pixels(image)
 
     def resize_tensor(self, image: torch.Tensor) -> torch.Tensor:
         """(3, h, w) uint8 on any device -> (3, H, W) uint8, resized (antialiased bicubic)
@@ -180,6 +180,11 @@ class ImageTransform:
             "resample": self.resample,
             "jpeg_draft": self.draft,
         }
+
+
+def uint8_pixels(image: Any) -> torch.Tensor:
+    """An RGB PIL image -> its (3, H, W) uint8 tensor, as it is (no resize)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 @functools.lru_cache(maxsize=8)

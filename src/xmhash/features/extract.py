@@ -40,6 +40,7 @@ from xmhash.features.encoders import (
     TextTokenizer,
     load_encoder,
     load_image,
+    uint8_pixels,
 )
 from xmhash.features.regions import (
     Detector,
@@ -162,7 +163,7 @@ class _Items(Dataset):
             out["boxes"] = with_whole_image(boxes, w, h)
         elif self.regions.mode == "detector":  # the image for the detector's preprocessing
             out["pil"] = image  # (in the collate, in this worker) and the crops (on the device)
-            out["image"] = torch.from_numpy(np.asarray(image, np.uint8).copy()).permute(2, 0, 1)
+            out["image"] = uint8_pixels(image)
         return out
 
     def _source(self, i: int) -> dict[str, Any]:
@@ -180,7 +181,7 @@ class _Items(Dataset):
             data = torch.frombuffer(bytearray(Path(self.paths[i]).read_bytes()), dtype=torch.uint8)
             source = (data, None)
         else:
-            source = (None, torch.from_numpy(np.asarray(raw, np.uint8).copy()).permute(2, 0, 1))
+            source = (None, uint8_pixels(raw))
         out: dict[str, Any] = {"index": i, "error": "", "source": source}
         if self.regions.mode == "grid":
             out["boxes"] = with_whole_image(grid_boxes(w, h, self.regions.grid), w, h)
